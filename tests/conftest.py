@@ -1,0 +1,8 @@
+"""Make helper modules in tests/ (e.g. golden_cases) importable without a package."""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
