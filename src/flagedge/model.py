@@ -126,7 +126,7 @@ class Resolution:
     reason: Reason
     error_code: ErrorCode | None = None
     error_message: str | None = None
-    metadata: Metadata = field(default=EMPTY_METADATA)
+    metadata: Metadata = field(default_factory=lambda: EMPTY_METADATA)
 
     def to_json(self) -> dict[str, Any]:
         """The camelCase shape the CLI prints and the docs show."""

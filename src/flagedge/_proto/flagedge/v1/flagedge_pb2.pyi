@@ -146,11 +146,13 @@ class WatchRequest(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("snapshot_version", "changed_keys", "initial")
+    __slots__ = ("snapshot_version", "changed_keys", "initial", "server_id")
     SNAPSHOT_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANGED_KEYS_FIELD_NUMBER: _ClassVar[int]
     INITIAL_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     snapshot_version: int
     changed_keys: _containers.RepeatedScalarFieldContainer[str]
     initial: bool
-    def __init__(self, snapshot_version: _Optional[int] = ..., changed_keys: _Optional[_Iterable[str]] = ..., initial: _Optional[bool] = ...) -> None: ...
+    server_id: str
+    def __init__(self, snapshot_version: _Optional[int] = ..., changed_keys: _Optional[_Iterable[str]] = ..., initial: _Optional[bool] = ..., server_id: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,363 @@
+"""``flagedge serve``: options, worker processes, file watching, signals.
+
+    flagedge serve [--flags FILE] [--port 8013] [--management-port 8014] [--host H]
+                   [--workers N] [--poll-interval S] [--grace S]
+
+Every option has an environment variable (FLAGEDGE_FLAGS, FLAGEDGE_PORT, ...); a flag on the
+command line wins. Without --flags the bundled example set is served.
+
+With --workers N > 1 this process becomes a supervisor: it starts N copies of itself as
+worker processes that bind the same ports with SO_REUSEPORT (the kernel spreads connections
+across them), forwards SIGTERM/SIGINT, and exits when they have drained. Each worker loads
+and watches the definitions itself, so each applies every change on its own.
+
+A worker polls the file's (inode, mtime, size) every --poll-interval seconds, which also sees a
+replace-by-rename. A changed file is loaded and compiled off the event loop; a file that fails
+validation is rejected with each problem logged, and the last good snapshot keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.resources
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flagedge.errors import DefinitionError
+from flagedge.server.management import start_management
+from flagedge.server.server import start_server
+from flagedge.snapshot import Snapshot, SnapshotHolder
+from flagedge.store.file import load_document
+
+log = logging.getLogger("flagedge.serve")
+
+BUNDLED = "examples/flags.json"
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``serve``'s options to ``parser`` (the CLI's ``serve`` subparser)."""
+    parser.add_argument(
+        "--flags",
+        default=os.environ.get("FLAGEDGE_FLAGS") or None,
+        metavar="FILE",
+        help="flag definitions (JSON or YAML), reloaded on change [FLAGEDGE_FLAGS; "
+        "default: the bundled example flags]",
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("FLAGEDGE_HOST") or "0.0.0.0",
+        help="address to listen on [FLAGEDGE_HOST; default 0.0.0.0, as flagd]",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=_env_int("FLAGEDGE_PORT", 8013),
+        help="gRPC port, 0 for any free one [FLAGEDGE_PORT; default 8013]",
+    )
+    parser.add_argument(
+        "--management-port",
+        type=int,
+        default=_env_int("FLAGEDGE_MANAGEMENT_PORT", 8014),
+        help="HTTP port for /healthz and /readyz [FLAGEDGE_MANAGEMENT_PORT; default 8014]",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=_env_int("FLAGEDGE_WORKERS", None),
+        help="server processes sharing the port [FLAGEDGE_WORKERS; default: one per CPU]",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=_env_float("FLAGEDGE_POLL_INTERVAL", 0.5),
+        help="seconds between checks of the flags file [FLAGEDGE_POLL_INTERVAL; default 0.5]",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=_env_float("FLAGEDGE_GRACE", 10.0),
+        help="seconds to drain in-flight calls on SIGTERM [FLAGEDGE_GRACE; default 10]",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("FLAGEDGE_LOG_LEVEL") or "INFO",
+        help="[FLAGEDGE_LOG_LEVEL; default INFO]",
+    )
+    # Set by the supervisor for its workers: bind with SO_REUSEPORT, never supervise.
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    flags: str | None
+    host: str
+    port: int
+    management_port: int
+    workers: int
+    poll_interval: float
+    grace: float
+    worker: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeConfig:
+        workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+        return cls(
+            flags=args.flags,
+            host=args.host,
+            port=args.port,
+            management_port=args.management_port,
+            workers=max(1, workers),
+            poll_interval=args.poll_interval,
+            grace=args.grace,
+            worker=args.worker,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serve`` until SIGTERM/SIGINT; the exit status."""
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+    config = ServeConfig.from_args(args)
+    if config.workers > 1 and not config.worker:
+        return _supervise(config)
+    try:
+        return asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- one server process ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    device: int
+    inode: int
+    mtime_ns: int
+    size: int
+
+
+def _signature(path: Path) -> _Signature | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _Signature(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _load(path: Path, previous: Snapshot | None) -> Snapshot:
+    document = load_document(path)
+    if previous is None:
+        return Snapshot.build(document, version=1)
+    return previous.with_document(document, previous.version + 1)
+
+
+def _log_rejection(path: Path, exc: DefinitionError) -> None:
+    log.error(
+        "rejected %s: %d problem(s); still serving the last good flags", path, len(exc.problems)
+    )
+    for problem in exc.problems:
+        log.error("  %s", problem)
+
+
+async def watch_file(path: Path, holder: SnapshotHolder, interval: float) -> None:
+    """Reload ``path`` into ``holder`` whenever it changes; never gives up."""
+    last = _signature(path)
+    while True:
+        await asyncio.sleep(interval)
+        current = _signature(path)
+        if current is None or current == last:
+            continue  # unchanged, or mid-rename: look again next time
+        last = current
+        try:
+            snap = await asyncio.to_thread(_load, path, holder.current)
+        except DefinitionError as exc:
+            _log_rejection(path, exc)
+            continue
+        except Exception:
+            log.exception("could not reload %s; still serving the last good flags", path)
+            continue
+        changed = holder.install(snap)
+        log.info(
+            "reloaded %s: version %d, %d flag(s), %d changed",
+            path,
+            snap.version,
+            len(snap.keys),
+            len(changed),
+        )
+
+
+@contextlib.contextmanager
+def _definitions(flags: str | None) -> Iterator[tuple[Path, str, bool]]:
+    """(path, source name, watch?) for --flags, or for the bundled example set."""
+    if flags is not None:
+        yield Path(flags), flags, True
+        return
+    resource = importlib.resources.files("flagedge").joinpath(BUNDLED)
+    with importlib.resources.as_file(resource) as path:
+        yield path, f"bundled:{BUNDLED}", False
+
+
+class _Readiness:
+    def __init__(self) -> None:
+        self.ready = False
+
+    def __call__(self) -> bool:
+        return self.ready
+
+
+async def serve(config: ServeConfig) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    readiness = _Readiness()
+    reuse = config.worker
+    management = await start_management(
+        config.host, config.management_port, readiness, reuse_port=reuse
+    )
+    try:
+        with _definitions(config.flags) as (path, source, watch):
+            try:
+                snap = await asyncio.to_thread(_load, path, None)
+            except DefinitionError as exc:
+                _log_rejection(path, exc)
+                return 2
+            except OSError as exc:
+                log.error("cannot read %s: %s", path, exc)
+                return 2
+            holder = SnapshotHolder(snap)
+            running = await start_server(
+                holder, config.host, config.port, source=source, reuse_port=reuse
+            )
+            readiness.ready = True
+            log.info(
+                "serving gRPC on %s:%d, management on %s:%d, flags from %s (%d flag(s))",
+                config.host,
+                running.port,
+                config.host,
+                management.port,
+                source,
+                len(snap.keys),
+            )
+            watcher = (
+                asyncio.create_task(watch_file(path, holder, config.poll_interval))
+                if watch
+                else None
+            )
+            await stopping.wait()
+            log.info("draining (up to %.1f s)", config.grace)
+            readiness.ready = False
+            if watcher is not None:
+                watcher.cancel()
+            await running.stop(config.grace)
+            log.info("stopped")
+            return 0
+    finally:
+        await management.close()
+
+
+# -- the supervisor ----------------------------------------------------------------------
+
+
+def _reserve(host: str, port: int) -> tuple[int, socket.socket | None]:
+    """For port 0, pick one free port for every worker and hold it (bound, never listening)
+    so nothing else takes it while they start. SO_REUSEPORT lets the workers bind it too."""
+    if port != 0:
+        return port, None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock.getsockname()[1], sock
+
+
+def _worker_command(config: ServeConfig, port: int, management_port: int) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "flagedge.server",
+        "--worker",
+        "--workers=1",
+        f"--host={config.host}",
+        f"--port={port}",
+        f"--management-port={management_port}",
+        f"--poll-interval={config.poll_interval}",
+        f"--grace={config.grace}",
+        f"--log-level={logging.getLevelName(logging.getLogger().level)}",
+    ]
+    if config.flags is not None:
+        command.append(f"--flags={config.flags}")
+    return command
+
+
+def _supervise(config: ServeConfig) -> int:
+    port, hold_port = _reserve(config.host, config.port)
+    management_port, hold_management = _reserve(config.host, config.management_port)
+    command = _worker_command(config, port, management_port)
+    workers = [subprocess.Popen(command) for _ in range(config.workers)]
+    log.info("supervising %d workers on port %d: %s", len(workers), port, [w.pid for w in workers])
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stopping and all(w.poll() is None for w in workers):
+            time.sleep(0.2)
+        if not stopping:
+            dead = [w for w in workers if w.poll() is not None]
+            log.error(
+                "worker %s exited with %s; stopping the others", dead[0].pid, dead[0].returncode
+            )
+            forward(signal.SIGTERM, None)
+        deadline = time.monotonic() + config.grace + 5.0
+        for worker in workers:
+            try:
+                worker.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker %d did not drain in time; killing it", worker.pid)
+                worker.kill()
+                worker.wait()
+        codes = [w.returncode for w in workers]
+        return 0 if stopping and all(c == 0 for c in codes) else max(1, *codes)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for held in (hold_port, hold_management):
+            if held is not None:
+                held.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flagedge serve", description="Serve flags over gRPC.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

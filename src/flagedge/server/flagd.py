@@ -1,0 +1,338 @@
+"""flagd's evaluation services, v2 and v1, over the core (flagd-compat.md section 1).
+
+Both versions share :class:`FlagdCore`: select, evaluate, raise :class:`FlagdError` for the
+cases flagd answers with a status. They differ only in how a successful resolution with no
+value goes on the wire:
+
+    case (Resolution)                     v2                          v1
+    value present                         value + variant             value + variant
+    DISABLED, no value                    reason only                 zero value, variant ""
+    DEFAULT, no value (no defaultVariant) reason only                 NOT_FOUND "Flag not found"
+
+Servicer methods are synchronous and thin; status.py wraps them and maps every raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
+from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
+from flagedge.model import ErrorCode, FlagType, Reason, Resolution, ValueKind
+from flagedge.server import status
+from flagedge.server.convert import Limits, context_to_dict, fill_struct
+from flagedge.server.events import ChangeHub, Shutdown
+from flagedge.server.selector import ALL, Selection, selection_from_metadata
+from flagedge.snapshot import SnapshotHolder
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Clock = Callable[[], int]
+
+_INT64 = 2**63
+
+
+def unix_now() -> int:
+    return int(time.time())
+
+
+class _Request(Protocol):
+    @property
+    def flag_key(self) -> str: ...
+    @property
+    def context(self) -> Any: ...
+
+
+class FlagdCore:
+    """What v1 and v2 share: selection, evaluation, metadata layering, events."""
+
+    def __init__(
+        self,
+        holder: SnapshotHolder,
+        hub: ChangeHub,
+        limits: Limits,
+        *,
+        source: str | None = None,
+        clock: Clock = unix_now,
+        keepalive_interval: float = 20.0,
+    ) -> None:
+        self.holder = holder
+        self.hub = hub
+        self.limits = limits
+        self.source = source
+        self.clock = clock
+        self.keepalive_interval = keepalive_interval
+
+    def resolve(
+        self, request: _Request, context: Context, flag_type: FlagType
+    ) -> tuple[Resolution, Selection]:
+        selection = selection_from_metadata(context.invocation_metadata())
+        snap = status.current(self.holder)
+        key = request.flag_key
+        if selection is not ALL:
+            flag = snap.flags.get(key)
+            if flag is None or not selection.admits(flag.metadata, self.source):
+                raise status.FlagdError(ErrorCode.FLAG_NOT_FOUND)
+        resolution = snap.evaluate(
+            key, context_to_dict(request.context, self.limits), self.clock(), flag_type
+        )
+        if resolution.error_code is not None:
+            raise status.FlagdError(resolution.error_code)
+        return resolution, selection
+
+    @staticmethod
+    def metadata(resolution: Resolution, selection: Selection) -> Mapping[str, Any]:
+        """Selector reflection, overlaid by the flag's (already set-merged) metadata."""
+        if not selection.reflection:
+            return resolution.metadata
+        return {**selection.reflection, **resolution.metadata}
+
+    async def events(self, context: Context) -> AsyncIterator[tuple[str, Mapping[str, Any]]]:
+        """(type, data) pairs for EventStream, in flagd's vocabulary."""
+        selection = selection_from_metadata(context.invocation_metadata())
+        with self.hub.subscribe() as queue:
+            yield "provider_ready", {}
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), self.keepalive_interval)
+                except TimeoutError:
+                    yield "keep_alive", {}
+                    continue
+                if isinstance(event, Shutdown):
+                    yield "provider_shutdown", {}
+                    return
+                flags = {
+                    key: {"type": event.kind(key)}
+                    for key in sorted(event.changed)
+                    if (event.previous and self._selected(selection, event.previous.flags.get(key)))
+                    or self._selected(selection, event.current.flags.get(key))
+                }
+                if flags:
+                    yield "configuration_change", {"flags": flags}
+
+    def _selected(self, selection: Selection, flag: Any) -> bool:
+        if flag is None:
+            return False
+        return selection is ALL or selection.admits(flag.metadata, self.source)
+
+
+# Value conversions: the core already checked the flag's kind against the requested type, so
+# a failure here means a value the wire type cannot carry (an int64 overflow, a non-object
+# "object"): flagd's catch-all GENERAL.
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise status.FlagdError(ErrorCode.GENERAL)
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise status.FlagdError(ErrorCode.GENERAL)
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise status.FlagdError(ErrorCode.GENERAL)
+
+
+def _int(value: Any) -> int:
+    """flagd evaluates ResolveInt as float64 and truncates; the core truncates already."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = int(value)
+        if -_INT64 <= number < _INT64:
+            return number
+    raise status.FlagdError(ErrorCode.GENERAL)
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    raise status.FlagdError(ErrorCode.GENERAL)
+
+
+class _ScalarResponse(Protocol):
+    reason: str
+    variant: str
+
+    @property
+    def metadata(self) -> Any: ...
+
+
+R = TypeVar("R", bound=_ScalarResponse)
+
+
+def _reply(
+    response: R, resolution: Resolution, selection: Selection, *, v1_rules: bool
+) -> R | None:
+    """Fill reason, variant and metadata; None when the value is absent (caller decides)."""
+    if resolution.value is None and v1_rules and resolution.reason is not Reason.DISABLED:
+        # A flag with no defaultVariant: v1 keeps flagd's pre-0.14 answer.
+        raise status.FlagdError(ErrorCode.FLAG_NOT_FOUND)
+    response.reason = resolution.reason.value
+    if resolution.variant:
+        response.variant = resolution.variant
+    fill_struct(response.metadata, FlagdCore.metadata(resolution, selection))
+    return response if resolution.value is not None else None
+
+
+class FlagdV2Servicer:
+    """``flagd.evaluation.v2.Service``: value and variant unset when the code default applies."""
+
+    def __init__(self, core: FlagdCore) -> None:
+        self.core = core
+
+    def ResolveBoolean(
+        self, request: v2.ResolveBooleanRequest, context: Context
+    ) -> v2.ResolveBooleanResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.BOOLEAN)
+        out = v2.ResolveBooleanResponse()
+        if _reply(out, resolution, selection, v1_rules=False) is not None:
+            out.value = _bool(resolution.value)
+        return out
+
+    def ResolveString(
+        self, request: v2.ResolveStringRequest, context: Context
+    ) -> v2.ResolveStringResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.STRING)
+        out = v2.ResolveStringResponse()
+        if _reply(out, resolution, selection, v1_rules=False) is not None:
+            out.value = _str(resolution.value)
+        return out
+
+    def ResolveFloat(
+        self, request: v2.ResolveFloatRequest, context: Context
+    ) -> v2.ResolveFloatResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.FLOAT)
+        out = v2.ResolveFloatResponse()
+        if _reply(out, resolution, selection, v1_rules=False) is not None:
+            out.value = _float(resolution.value)
+        return out
+
+    def ResolveInt(self, request: v2.ResolveIntRequest, context: Context) -> v2.ResolveIntResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.INTEGER)
+        out = v2.ResolveIntResponse()
+        if _reply(out, resolution, selection, v1_rules=False) is not None:
+            out.value = _int(resolution.value)
+        return out
+
+    def ResolveObject(
+        self, request: v2.ResolveObjectRequest, context: Context
+    ) -> v2.ResolveObjectResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.OBJECT)
+        out = v2.ResolveObjectResponse()
+        if _reply(out, resolution, selection, v1_rules=False) is not None:
+            fill_struct(out.value, _object(resolution.value))
+        return out
+
+    async def EventStream(
+        self, request: v2.EventStreamRequest, context: Context
+    ) -> AsyncIterator[v2.EventStreamResponse]:
+        async for kind, data in self.core.events(context):
+            message = v2.EventStreamResponse(type=kind)
+            fill_struct(message.data, data)
+            yield message
+
+
+class FlagdV1Servicer:
+    """``flagd.evaluation.v1.Service``: zero values instead of absent ones, plus ResolveAll."""
+
+    def __init__(self, core: FlagdCore) -> None:
+        self.core = core
+
+    def ResolveBoolean(
+        self, request: v1.ResolveBooleanRequest, context: Context
+    ) -> v1.ResolveBooleanResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.BOOLEAN)
+        out = v1.ResolveBooleanResponse()
+        if _reply(out, resolution, selection, v1_rules=True) is not None:
+            out.value = _bool(resolution.value)
+        return out
+
+    def ResolveString(
+        self, request: v1.ResolveStringRequest, context: Context
+    ) -> v1.ResolveStringResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.STRING)
+        out = v1.ResolveStringResponse()
+        if _reply(out, resolution, selection, v1_rules=True) is not None:
+            out.value = _str(resolution.value)
+        return out
+
+    def ResolveFloat(
+        self, request: v1.ResolveFloatRequest, context: Context
+    ) -> v1.ResolveFloatResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.FLOAT)
+        out = v1.ResolveFloatResponse()
+        if _reply(out, resolution, selection, v1_rules=True) is not None:
+            out.value = _float(resolution.value)
+        return out
+
+    def ResolveInt(self, request: v1.ResolveIntRequest, context: Context) -> v1.ResolveIntResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.INTEGER)
+        out = v1.ResolveIntResponse()
+        if _reply(out, resolution, selection, v1_rules=True) is not None:
+            out.value = _int(resolution.value)
+        return out
+
+    def ResolveObject(
+        self, request: v1.ResolveObjectRequest, context: Context
+    ) -> v1.ResolveObjectResponse:
+        resolution, selection = self.core.resolve(request, context, FlagType.OBJECT)
+        out = v1.ResolveObjectResponse()
+        if _reply(out, resolution, selection, v1_rules=True) is not None:
+            fill_struct(out.value, _object(resolution.value))
+        else:
+            out.value.SetInParent()  # v1's zero value for an object is an empty Struct
+        return out
+
+    def ResolveAll(self, request: v1.ResolveAllRequest, context: Context) -> v1.ResolveAllResponse:
+        """Every selected flag, typed by its variants' kind; integers travel as doubles.
+        Errored flags are included with reason ERROR and a zero value; flags that fall back
+        to the client's default (no defaultVariant) are left out, as flagd does on v1."""
+        core = self.core
+        selection = selection_from_metadata(context.invocation_metadata())
+        snap = status.current(core.holder)
+        keys = [
+            key
+            for key in snap.keys
+            if selection is ALL or selection.admits(snap.flags[key].metadata, core.source)
+        ]
+        user_context = context_to_dict(request.context, core.limits)
+        out = v1.ResolveAllResponse()
+        fill_struct(out.metadata, selection.reflection)
+        for resolution in snap.evaluate_all(user_context, core.clock(), keys=keys):
+            if resolution.value is None and resolution.reason is Reason.DEFAULT:
+                continue
+            flag = snap.flags[resolution.key]
+            entry = out.flags[resolution.key]
+            entry.reason = resolution.reason.value
+            entry.variant = resolution.variant or ""
+            _set_any(entry, flag.kind, resolution.value)
+            fill_struct(entry.metadata, FlagdCore.metadata(resolution, selection))
+        return out
+
+    async def EventStream(
+        self, request: v1.EventStreamRequest, context: Context
+    ) -> AsyncIterator[v1.EventStreamResponse]:
+        async for kind, data in self.core.events(context):
+            message = v1.EventStreamResponse(type=kind)
+            fill_struct(message.data, data)
+            yield message
+
+
+def _set_any(entry: v1.AnyFlag, kind: ValueKind, value: Any) -> None:
+    """Set AnyFlag's value oneof by the flag's kind; an absent value sets that kind's zero."""
+    if kind is ValueKind.BOOLEAN:
+        entry.bool_value = value is True
+    elif kind is ValueKind.STRING:
+        entry.string_value = value if isinstance(value, str) else ""
+    elif kind is ValueKind.NUMBER:
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        entry.double_value = float(value) if is_number else 0.0
+    else:
+        fill_struct(entry.object_value, value if isinstance(value, Mapping) else {})

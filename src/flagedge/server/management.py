@@ -1,0 +1,66 @@
+"""The management HTTP port: ``/healthz`` (the process is up) and ``/readyz`` (a snapshot is
+loaded and the gRPC port is serving). A few lines of asyncio instead of a web framework:
+probes send one GET and read one short answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Callable
+
+_MAX_REQUEST = 8192
+
+
+class ManagementServer:
+    def __init__(self, server: asyncio.Server, port: int) -> None:
+        self._server = server
+        self.port = port
+
+    async def close(self) -> None:
+        self._server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+
+async def start_management(
+    host: str, port: int, ready: Callable[[], bool], *, reuse_port: bool = False
+) -> ManagementServer:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            status, body = _answer(head[:_MAX_REQUEST], ready)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            status, body = "400 Bad Request", {"error": "bad request"}
+        except ConnectionError:
+            writer.close()
+            return
+        payload = json.dumps(body).encode()
+        writer.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+            + payload
+        )
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, host, port, reuse_port=reuse_port or None)
+    bound = server.sockets[0].getsockname()[1]
+    return ManagementServer(server, bound)
+
+
+def _answer(head: bytes, ready: Callable[[], bool]) -> tuple[str, dict[str, object]]:
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+        return "405 Method Not Allowed", {"error": "only GET is served"}
+    path = parts[1].split(b"?", 1)[0]
+    if path == b"/healthz":
+        return "200 OK", {"status": "ok", "pid": os.getpid()}
+    if path == b"/readyz":
+        if ready():
+            return "200 OK", {"status": "ready", "pid": os.getpid()}
+        return "503 Service Unavailable", {"status": "not ready", "pid": os.getpid()}
+    return "404 Not Found", {"error": "not found"}

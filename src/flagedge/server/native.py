@@ -1,0 +1,177 @@
+"""``flagedge.v1.Evaluation``: the native API (proto/flagedge/v1/flagedge.proto).
+
+Evaluation problems are data here: a missing flag or a type mismatch comes back as a result
+with reason ERROR and an error code, never as a failed call. Only an unacceptable request
+(status.py: INVALID_ARGUMENT) or an expired deadline fails a call.
+
+EvaluateBatch is the fast path. The core returns packed columns (variant index per cell,
+reason and error bytes), which go onto the wire as they are; the per-flag variant tables are
+built once per snapshot and reused until the snapshot changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import grpc
+
+from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
+from flagedge.errors import RequestError
+from flagedge.model import ErrorCode, ErrorCodeNumber, FlagType, Reason, ReasonCode, Resolution
+from flagedge.server.convert import Limits, context_to_dict, fill_struct, set_value
+from flagedge.server.events import ChangeHub, Shutdown
+from flagedge.server.status import DeadlineExpired, current
+from flagedge.snapshot import BatchResult, Snapshot, SnapshotHolder
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_REASONS: Mapping[Reason, int] = MappingProxyType(
+    {Reason(code.name): code.value for code in ReasonCode}
+)
+_ERRORS: Mapping[ErrorCode, int] = MappingProxyType(
+    {ErrorCode(code.name): code.value for code in ErrorCodeNumber if code.name != "NONE"}
+)
+_TYPES: Mapping[int, FlagType] = MappingProxyType(
+    {
+        pb.FLAG_TYPE_BOOLEAN: FlagType.BOOLEAN,
+        pb.FLAG_TYPE_STRING: FlagType.STRING,
+        pb.FLAG_TYPE_INTEGER: FlagType.INTEGER,
+        pb.FLAG_TYPE_FLOAT: FlagType.FLOAT,
+        pb.FLAG_TYPE_OBJECT: FlagType.OBJECT,
+    }
+)
+
+
+def fill_result(out: pb.Result, resolution: Resolution) -> None:
+    out.key = resolution.key
+    if resolution.value is not None:
+        set_value(out.value, resolution.value)
+    if resolution.variant is not None:
+        out.variant = resolution.variant
+    out.reason = _REASONS.get(resolution.reason, pb.REASON_DEFAULT)  # type: ignore[assignment]
+    if resolution.error_code is not None:
+        out.error_code = _ERRORS.get(resolution.error_code, pb.ERROR_CODE_GENERAL)  # type: ignore[assignment]
+        if resolution.error_message:
+            out.error_message = resolution.error_message
+    fill_struct(out.metadata, resolution.metadata)
+
+
+class _Tables:
+    """Variant tables for one snapshot, built on first use."""
+
+    __slots__ = ("snapshot", "tables")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.tables: dict[str, pb.FlagTable] = {}
+
+
+class NativeServicer:
+    def __init__(
+        self,
+        holder: SnapshotHolder,
+        hub: ChangeHub,
+        limits: Limits,
+        *,
+        clock: Callable[[], int],
+        server_id: str,
+    ) -> None:
+        self.holder = holder
+        self.hub = hub
+        self.limits = limits
+        self.clock = clock
+        self.server_id = server_id
+        self._tables: _Tables | None = None
+
+    def Evaluate(self, request: pb.EvaluateRequest, context: Context) -> pb.EvaluateResponse:
+        snap = current(self.holder)
+        resolution = snap.evaluate(
+            request.flag_key,
+            context_to_dict(request.context, self.limits),
+            self.clock(),
+            _TYPES.get(request.type),
+        )
+        out = pb.EvaluateResponse(snapshot_version=snap.version)
+        fill_result(out.result, resolution)
+        return out
+
+    def EvaluateAll(
+        self, request: pb.EvaluateAllRequest, context: Context
+    ) -> pb.EvaluateAllResponse:
+        snap = current(self.holder)
+        user_context = context_to_dict(request.context, self.limits)
+        keys = list(request.keys) or None
+        out = pb.EvaluateAllResponse(snapshot_version=snap.version)
+        results = out.results
+        for resolution in snap.evaluate_all(user_context, self.clock(), keys=keys):
+            fill_result(results.add(), resolution)
+        return out
+
+    def EvaluateBatch(
+        self, request: pb.EvaluateBatchRequest, context: Context
+    ) -> pb.EvaluateBatchResponse:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExpired
+        snap = current(self.holder)
+        keys = tuple(request.flag_keys) or snap.keys
+        cells = len(keys) * len(request.contexts)
+        if cells > self.limits.max_batch_cells:
+            raise RequestError(
+                f"batch of {len(keys)} flags x {len(request.contexts)} contexts is {cells} "
+                f"cells, over the limit of {self.limits.max_batch_cells}"
+            )
+        limits = self.limits
+        contexts = [context_to_dict(c, limits) for c in request.contexts]
+        batch = snap.evaluate_batch(keys, contexts, self.clock())
+        out = pb.EvaluateBatchResponse(
+            reasons=batch.reasons,
+            error_codes=batch.errors,
+            context_count=len(contexts),
+            snapshot_version=snap.version,
+            request_id=request.request_id,
+        )
+        out.flags.extend(self._flag_tables(snap, batch))
+        out.variant_index.extend(batch.variant_index)
+        return out
+
+    def _flag_tables(self, snap: Snapshot, batch: BatchResult) -> list[pb.FlagTable]:
+        cache = self._tables
+        if cache is None or cache.snapshot is not snap:
+            cache = self._tables = _Tables(snap)
+        tables = []
+        for i, key in enumerate(batch.keys):
+            table = cache.tables.get(key)
+            if table is None:
+                table = pb.FlagTable(key=key, variants=batch.variant_tables[i])
+                for value in batch.value_tables[i]:
+                    set_value(table.values.add(), value)
+                if key in snap.flags:
+                    cache.tables[key] = table
+            tables.append(table)
+        return tables
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: Context
+    ) -> AsyncIterator[pb.WatchEvent]:
+        wanted = frozenset(request.keys)
+        with self.hub.subscribe() as queue:
+            snap = current(self.holder)
+            yield pb.WatchEvent(
+                snapshot_version=0 if snap is None else snap.version,
+                initial=True,
+                server_id=self.server_id,
+            )
+            while True:
+                event = await queue.get()
+                if isinstance(event, Shutdown):
+                    return
+                changed = event.changed & wanted if wanted else event.changed
+                if changed:
+                    yield pb.WatchEvent(
+                        snapshot_version=event.current.version,
+                        changed_keys=sorted(changed),
+                        server_id=self.server_id,
+                    )

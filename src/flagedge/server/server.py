@@ -1,0 +1,238 @@
+"""Assembling the gRPC server: services, health, reflection, limits, graceful stop.
+
+    start_server(holder) -> RunningServer(port, management_port)
+        flagedge.v1.Evaluation           native.py
+        flagd.evaluation.v2.Service      flagd.py
+        flagd.evaluation.v1.Service      flagd.py
+        grpc.health.v1.Health            SERVING while up, NOT_SERVING while draining
+        grpc.reflection.v1alpha          so grpcurl works without .proto files
+
+Handlers are registered with explicit (de)serializers rather than through the generated
+``*_pb2_grpc`` helpers so that every request passes through status.deserializer (size and
+garbage checks) and every call through status.py's wrappers (the one error mapping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
+from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
+from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
+from flagedge.server import status
+from flagedge.server.convert import Limits
+from flagedge.server.events import ChangeHub
+from flagedge.server.flagd import FlagdCore, FlagdV1Servicer, FlagdV2Servicer, unix_now
+from flagedge.server.management import ManagementServer, start_management
+from flagedge.server.native import NativeServicer
+from flagedge.snapshot import SnapshotHolder
+
+NATIVE_SERVICE = "flagedge.v1.Evaluation"
+FLAGD_V2_SERVICE = "flagd.evaluation.v2.Service"
+FLAGD_V1_SERVICE = "flagd.evaluation.v1.Service"
+SERVICES = (NATIVE_SERVICE, FLAGD_V2_SERVICE, FLAGD_V1_SERVICE)
+
+
+class RunningServer:
+    """A started server. ``port`` is the bound gRPC port (useful after asking for port 0)."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        hub: ChangeHub,
+        health_servicer: Any,
+        management: ManagementServer | None,
+        server_id: str,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.hub = hub
+        self.server_id = server_id
+        self._health = health_servicer
+        self._management = management
+        self._stopped = False
+
+    def serving(self) -> bool:
+        return not self._stopped
+
+    @property
+    def management_port(self) -> int | None:
+        return None if self._management is None else self._management.port
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop taking calls, tell event streams (provider_shutdown), let in-flight calls
+        finish within ``grace`` seconds, then cancel what is left."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._health.enter_graceful_shutdown()
+        self.hub.close()
+        await self.server.stop(grace)
+        if self._management is not None:
+            await self._management.close()
+
+    async def wait_for_termination(self) -> None:
+        await self.server.wait_for_termination()
+
+
+def _handlers(
+    service: str,
+    unary: dict[str, tuple[Callable[..., Any], Any, Any]],
+    server_streams: dict[str, tuple[Callable[..., Any], Any, Any]],
+    bidi: dict[str, tuple[Callable[..., Any], Any, Any]],
+    max_bytes: int,
+) -> grpc.GenericRpcHandler:
+    methods: dict[str, grpc.RpcMethodHandler] = {}
+    for name, (fn, req, resp) in unary.items():
+        methods[name] = grpc.unary_unary_rpc_method_handler(
+            status.unary(fn),
+            request_deserializer=status.deserializer(req, max_bytes),
+            response_serializer=resp.SerializeToString,
+        )
+    for name, (fn, req, resp) in server_streams.items():
+        methods[name] = grpc.unary_stream_rpc_method_handler(
+            status.server_stream(fn),
+            request_deserializer=status.deserializer(req, max_bytes),
+            response_serializer=resp.SerializeToString,
+        )
+    for name, (fn, req, resp) in bidi.items():
+        methods[name] = grpc.stream_stream_rpc_method_handler(
+            status.bidi_stream(fn),
+            request_deserializer=status.deserializer(req, max_bytes),
+            response_serializer=resp.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(service, methods)
+
+
+def _flagd_handlers(
+    service: str, servicer: FlagdV1Servicer | FlagdV2Servicer, module: Any, max_bytes: int
+) -> grpc.GenericRpcHandler:
+    unary = {
+        f"Resolve{kind}": (
+            getattr(servicer, f"Resolve{kind}"),
+            getattr(module, f"Resolve{kind}Request"),
+            getattr(module, f"Resolve{kind}Response"),
+        )
+        for kind in ("Boolean", "String", "Float", "Int", "Object")
+    }
+    if isinstance(servicer, FlagdV1Servicer):
+        unary["ResolveAll"] = (servicer.ResolveAll, v1.ResolveAllRequest, v1.ResolveAllResponse)
+    streams = {
+        "EventStream": (servicer.EventStream, module.EventStreamRequest, module.EventStreamResponse)
+    }
+    return _handlers(service, unary, streams, {}, max_bytes)
+
+
+def default_server_id() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+async def start_server(
+    holder: SnapshotHolder,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    management_port: int | None = None,
+    limits: Limits | None = None,
+    source: str | None = None,
+    keepalive_interval: float = 20.0,
+    reuse_port: bool = False,
+    clock: Callable[[], int] = unix_now,
+    server_id: str | None = None,
+) -> RunningServer:
+    """Start serving ``holder`` and return once the port is bound.
+
+    ``management_port`` None starts no management HTTP server; 0 picks a free port.
+    ``reuse_port`` lets several processes bind the same port (``serve --workers``); it is off
+    otherwise so that a second server on a taken port fails instead of sharing it.
+    ``source`` names the definitions source for ``Flagd-Selector: source=...``.
+    """
+    limits = limits or Limits()
+    server_id = server_id or default_server_id()
+    loop = asyncio.get_running_loop()
+    hub = ChangeHub(holder, loop)
+    transport = limits.transport_limit()
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_receive_message_length", transport),
+            ("grpc.max_send_message_length", transport),
+        ]
+    )
+    max_bytes = limits.max_message_bytes
+
+    native = NativeServicer(holder, hub, limits, clock=clock, server_id=server_id)
+    core = FlagdCore(
+        holder, hub, limits, source=source, clock=clock, keepalive_interval=keepalive_interval
+    )
+    server.add_generic_rpc_handlers(
+        [
+            _handlers(
+                NATIVE_SERVICE,
+                {
+                    "Evaluate": (native.Evaluate, pb.EvaluateRequest, pb.EvaluateResponse),
+                    "EvaluateAll": (
+                        native.EvaluateAll,
+                        pb.EvaluateAllRequest,
+                        pb.EvaluateAllResponse,
+                    ),
+                    "EvaluateBatch": (
+                        native.EvaluateBatch,
+                        pb.EvaluateBatchRequest,
+                        pb.EvaluateBatchResponse,
+                    ),
+                },
+                {"Watch": (native.Watch, pb.WatchRequest, pb.WatchEvent)},
+                {
+                    "EvaluateStream": (
+                        native.EvaluateBatch,
+                        pb.EvaluateBatchRequest,
+                        pb.EvaluateBatchResponse,
+                    )
+                },
+                max_bytes,
+            ),
+            _flagd_handlers(FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes),
+            _flagd_handlers(FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes),
+        ]
+    )
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+
+    try:
+        bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+    except RuntimeError as exc:
+        hub.close()
+        raise OSError(f"cannot bind gRPC port {host}:{port}: {exc}") from exc
+    await server.start()
+    for name in ("", *SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    running = RunningServer(server, bound, hub, health_servicer, None, server_id)
+    if management_port is not None:
+        try:
+            running._management = await start_management(
+                host, management_port, running.serving, reuse_port=reuse_port
+            )
+        except OSError:
+            await running.stop(None)
+            raise
+    return running
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -1,0 +1,1 @@
+"""Where definitions come from: a file, or Redis. The core never imports from here."""
