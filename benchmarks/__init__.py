@@ -1,0 +1,1 @@
+"""Benchmarks for flagedge (peer comparison lives in ``benchmarks.peers``)."""
