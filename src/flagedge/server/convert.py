@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.struct_pb2 import ListValue, Struct, Value
+from google.protobuf.struct_pb2 import NULL_VALUE, ListValue, Struct, Value
 
 from flagedge.errors import RequestError
 
@@ -83,7 +83,7 @@ def _value(value: Value, depth: int, limit: int) -> Any:
 def set_value(target: Value, value: Any) -> None:
     """Store a JSON-shaped Python value in a ``google.protobuf.Value``."""
     if value is None:
-        target.null_value = 0
+        target.null_value = NULL_VALUE
     elif isinstance(value, bool):  # before int: bool is an int
         target.bool_value = value
     elif isinstance(value, int | float):

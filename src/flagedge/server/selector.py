@@ -26,7 +26,7 @@ class Selection:
 
     flag_set_id: str | None = None
     source: str | None = None
-    reflection: Mapping[str, Any] = field(default=MappingProxyType({}))
+    reflection: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def everything(self) -> bool:

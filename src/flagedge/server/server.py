@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from grpc_health.v1 import _async as health_aio  # health.aio re-exports it untyped
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -91,8 +92,8 @@ def _handlers(
     server_streams: dict[str, tuple[Callable[..., Any], Any, Any]],
     bidi: dict[str, tuple[Callable[..., Any], Any, Any]],
     max_bytes: int,
-) -> grpc.GenericRpcHandler:
-    methods: dict[str, grpc.RpcMethodHandler] = {}
+) -> grpc.GenericRpcHandler[Any, Any]:
+    methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for name, (fn, req, resp) in unary.items():
         methods[name] = grpc.unary_unary_rpc_method_handler(
             status.unary(fn),
@@ -116,7 +117,7 @@ def _handlers(
 
 def _flagd_handlers(
     service: str, servicer: FlagdV1Servicer | FlagdV2Servicer, module: Any, max_bytes: int
-) -> grpc.GenericRpcHandler:
+) -> grpc.GenericRpcHandler[Any, Any]:
     unary = {
         f"Resolve{kind}": (
             getattr(servicer, f"Resolve{kind}"),
@@ -207,7 +208,7 @@ async def start_server(
         ]
     )
 
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -35,6 +35,7 @@ from flagedge.snapshot import Snapshot, SnapshotHolder
 log = logging.getLogger("flagedge.server")
 
 Req = TypeVar("Req")
+Parsed = TypeVar("Parsed", covariant=True)
 Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -97,8 +98,8 @@ class Rejected:
     message: str
 
 
-class _Parser(Protocol[Req]):
-    def FromString(self, data: bytes, /) -> Req: ...
+class _Parser(Protocol[Parsed]):
+    def FromString(self, data: bytes, /) -> Parsed: ...
 
 
 def deserializer(message_type: _Parser[Req], max_bytes: int) -> Callable[[bytes], Req | Rejected]:
