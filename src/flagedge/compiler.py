@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import datetime as _dt
 import functools
+import json
 import math
 import types
 from collections.abc import Callable, Mapping
@@ -90,6 +91,14 @@ class Document:
     problems: tuple[Problem, ...]  # non-fatal ones (each disables one flag)
 
 
+def _q(value: Any) -> str:
+    """A value as it would appear in JSON, for messages: "blue", 3, true."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _kind_of(value: Any) -> ValueKind | None:
     if isinstance(value, bool):
         return ValueKind.BOOLEAN
@@ -127,7 +136,7 @@ def _check_metadata(meta: Any, path: str, problems: list[Problem]) -> dict[str, 
             problems.append(Problem(p, f"must be a string, not {_describe(v)}"))
         elif k == "kind" and v not in set(ToggleKind):
             kinds = ", ".join(t.value for t in ToggleKind)
-            problems.append(Problem(p, f"{v!r} is not a toggle kind ({kinds})"))
+            problems.append(Problem(p, f"{_q(v)} is not a toggle kind ({kinds})"))
         elif k == "expires":
             try:
                 _dt.date.fromisoformat(str(v)[:10]) if isinstance(v, str) else None
@@ -136,7 +145,7 @@ def _check_metadata(meta: Any, path: str, problems: list[Problem]) -> dict[str, 
                 if len(v) > 10:
                     _dt.datetime.fromisoformat(v)
             except ValueError:
-                problems.append(Problem(p, f"{v!r} is not an ISO date (YYYY-MM-DD)"))
+                problems.append(Problem(p, f"{_q(v)} is not an ISO date (YYYY-MM-DD)"))
     return out
 
 
@@ -191,13 +200,15 @@ def parse_document(doc: Any, *, scheme: Scheme | str = Scheme.V3) -> Document:
     """
     problems: list[Problem] = []
     if not isinstance(doc, dict):
-        raise DefinitionError([Problem("", f"the document must be an object, not {_describe(doc)}")])
+        raise DefinitionError(
+            [Problem("", f"the document must be an object, not {_describe(doc)}")]
+        )
     set_meta = _check_metadata(doc.get("metadata"), "metadata", problems)
     chosen = set_meta.get("fractional", scheme)
     try:
         doc_scheme = Scheme(chosen)
     except ValueError:
-        problems.append(Problem("metadata.fractional", f"{chosen!r} is not a scheme (v2, v3)"))
+        problems.append(Problem("metadata.fractional", f"{_q(chosen)} is not a scheme (v2, v3)"))
         doc_scheme = Scheme.V3
 
     evaluators = doc.get("$evaluators", {})
@@ -230,7 +241,7 @@ def parse_document(doc: Any, *, scheme: Scheme | str = Scheme.V3) -> Document:
     soft: list[Problem] = []
     for path, key, raw in entries:
         if key in seen:
-            problems.append(Problem(path, f"duplicate flag key {key!r}"))
+            problems.append(Problem(path, f"duplicate flag key {_q(key)}"))
             continue
         seen.add(key)
         if not key:
@@ -262,14 +273,16 @@ def _parse_flag(
     if state is None:
         problems.append(Problem(f"{path}.state", "is required (ENABLED or DISABLED)"))
     elif state not in ("ENABLED", "DISABLED"):
-        problems.append(Problem(f"{path}.state", f"{state!r} is not ENABLED or DISABLED"))
+        problems.append(Problem(f"{path}.state", f"{_q(state)} is not ENABLED or DISABLED"))
 
     variants = raw.get("variants")
     kind: ValueKind | None = None
     if variants is None:
         problems.append(Problem(f"{path}.variants", "is required"))
     elif not isinstance(variants, dict):
-        problems.append(Problem(f"{path}.variants", f"must be an object, not {_describe(variants)}"))
+        problems.append(
+            Problem(f"{path}.variants", f"must be an object, not {_describe(variants)}")
+        )
     elif not variants:
         problems.append(Problem(f"{path}.variants", "must define at least one variant"))
     else:
@@ -287,7 +300,9 @@ def _parse_flag(
                 kinds.setdefault(k, name)
         if len(kinds) > 1:
             listed = ", ".join(f"{n} is {k.value}" for k, n in kinds.items())
-            problems.append(Problem(f"{path}.variants", f"all variants must have one type ({listed})"))
+            problems.append(
+                Problem(f"{path}.variants", f"all variants must have one type ({listed})")
+            )
         elif kinds:
             kind = next(iter(kinds))
 
@@ -297,11 +312,15 @@ def _parse_flag(
     if default is not None:
         if not isinstance(default, str):
             problems.append(
-                Problem(f"{path}.defaultVariant", f"must be a string or null, not {_describe(default)}")
+                Problem(
+                    f"{path}.defaultVariant", f"must be a string or null, not {_describe(default)}"
+                )
             )
         elif isinstance(variants, dict) and default not in variants:
             names = ", ".join(variants)
-            problems.append(Problem(f"{path}.defaultVariant", f"{default!r} is not a variant ({names})"))
+            problems.append(
+                Problem(f"{path}.defaultVariant", f"{_q(default)} is not a variant ({names})")
+            )
 
     meta = dict(set_meta)
     meta.update(_check_metadata(raw.get("metadata"), f"{path}.metadata", problems))
@@ -318,9 +337,9 @@ def _parse_flag(
         unknown: list[str] = []
         _unknown_operators(targeting, unknown)
         if missing:
-            rule_problem = f"$ref to a missing evaluator {missing[0]!r}"
+            rule_problem = f"$ref to a missing evaluator {_q(missing[0])}"
         elif unknown:
-            rule_problem = f"unknown operator {unknown[0]!r}"
+            rule_problem = f"unknown operator {_q(unknown[0])}"
         elif not _rule_depth_ok(targeting, MAX_RULE_DEPTH):
             rule_problem = f"rule nested deeper than {MAX_RULE_DEPTH} levels"
         if rule_problem:
@@ -332,7 +351,7 @@ def _parse_flag(
         return None
     return FlagDefinition(
         key=key,
-        state=FlagState(state),
+        state=FlagState(str(state)),
         kind=kind,
         variants=variants,
         default_variant=default,
@@ -349,9 +368,9 @@ def _parse_flag(
 _NUMERIC_TEST = "(({t} := {v}).__class__ is int or {t}.__class__ is float)"
 
 # One-byte and two-byte CBOR text headers by encoded length, for the inlined v3 fast path.
-_CBOR_TEXT_HEADERS = tuple(
-    bytes((0x60 | n,)) if n < 24 else bytes((0x78, n)) for n in range(256)
-)
+_CBOR_TEXT_HEADERS = tuple(bytes((0x60 | n,)) if n < 24 else bytes((0x78, n)) for n in range(256))
+
+_PREFIXED = 48
 
 _RUNTIME: dict[str, Any] = {
     "_truthy": ops.truthy,
@@ -386,6 +405,7 @@ _RUNTIME: dict[str, Any] = {
     "_ends_with": ops.ends_with,
     "_semver_key": ops.semver_key,
     "_semver_compare": ops.semver_compare,
+    "_semver_str": functools.lru_cache(maxsize=4096)(ops.semver_key),
     "_sem_ver": ops.sem_ver,
     "_mm": hashing.murmur3_32,
     "_ctext": hashing.cbor_text,
@@ -434,13 +454,13 @@ def _parse_buckets(buckets: Any) -> tuple[list[Any], list[int], int] | None:
 def _v2_key(value: Any, flag_key: str, ctx: Any) -> str | None:
     """v2 bucketing string: a string argument as is; null falls back to the implicit key."""
     if value.__class__ is str:
-        return value  # type: ignore[no-any-return]
+        return str(value)
     if value is not None:
         return None
     tk = ctx.get("targetingKey") if isinstance(ctx, Mapping) else None
     if tk.__class__ is not str or not tk:
         return None
-    return flag_key + tk  # type: ignore[no-any-return]
+    return flag_key + str(tk)
 
 
 def _hash_v2(s: str | None) -> int | None:
@@ -549,7 +569,7 @@ class _Gen:
         d = depth + 1
         method = _OPS.get(op)
         if method is None:
-            raise _Unsupported(f"unknown operator {op!r}")
+            raise _Unsupported(f"unknown operator {_q(op)}")
         return method(self, args, d)
 
     def _if(self, args: list[Any], depth: int, branch: Callable[[Any, int], str]) -> str:
@@ -644,9 +664,7 @@ class _Gen:
         for s, k in reversed(parts[:-1]):
             t = self.temp()
             truth = f"({t} := {s})" if k == "bool" else f"_truthy({t} := {s})"
-            src = (
-                f"({src} if {truth} else {t})" if is_and else f"({t} if {truth} else {src})"
-            )
+            src = f"({src} if {truth} else {t})" if is_and else f"({t} if {truth} else {src})"
         return src, "any"
 
     def op_and(self, args: list[Any], d: int) -> tuple[str, str]:
@@ -665,13 +683,13 @@ class _Gen:
         return self._call("_mul", args, d, "num")
 
     def op_sub(self, args: list[Any], d: int) -> tuple[str, str]:
-        return self._call("_sub", (args + [None])[:2] if len(args) < 2 else args[:2], d, "num")
+        return self._call("_sub", [*args, None][:2], d, "num")
 
     def op_div(self, args: list[Any], d: int) -> tuple[str, str]:
-        return self._call("_div", (args + [None, None])[:2], d, "num")
+        return self._call("_div", [*args, None, None][:2], d, "num")
 
     def op_mod(self, args: list[Any], d: int) -> tuple[str, str]:
-        return self._call("_mod", (args + [None, None])[:2], d, "num")
+        return self._call("_mod", [*args, None, None][:2], d, "num")
 
     def op_min(self, args: list[Any], d: int) -> tuple[str, str]:
         return self._call("_min", args, d, "num")
@@ -691,12 +709,17 @@ class _Gen:
     def op_in(self, args: list[Any], d: int) -> tuple[str, str]:
         (sa, _), (sb, _), _a, b = self._two(args, d)
         t = self.temp()
-        if isinstance(b, list) and not _has_operator(b):
-            if b and all(isinstance(x, str) for x in b):
-                fs = self.const(frozenset(b))
-                return f"({t} in {fs} if ({t} := {sa}).__class__ is str else _contains({t}, {sb}))", "bool"
+        if isinstance(b, list) and b and all(isinstance(x, str) for x in b):
+            fs = self.const(frozenset(b))
+            return (
+                f"({t} in {fs} if ({t} := {sa}).__class__ is str else _contains({t}, {sb}))",
+                "bool",
+            )
         if isinstance(b, str):
-            return f"({t} in {sb} if ({t} := {sa}).__class__ is str else _contains({t}, {sb}))", "bool"
+            return (
+                f"({t} in {sb} if ({t} := {sa}).__class__ is str else _contains({t}, {sb}))",
+                "bool",
+            )
         return f"_contains({sa}, {sb})", "bool"
 
     def op_var(self, args: list[Any], d: int) -> tuple[str, str]:
@@ -705,7 +728,9 @@ class _Gen:
         if isinstance(path, list) and not path:
             path = None
         if path is None or path == "":
-            return ("ctx" if self.sub else f"_with_flagd(ctx, now, {self.const(self.flag_key)})"), "any"
+            return (
+                "ctx" if self.sub else f"_with_flagd(ctx, now, {self.const(self.flag_key)})"
+            ), "any"
         if isinstance(path, str):
             parts = path.split(".")
             if not self.sub and parts[0] == "$flagd":
@@ -799,7 +824,25 @@ class _Gen:
             key = ops.semver_key(right)
             if key is None:
                 return "None", "optbool"
-            return f"_semver_compare(_semver_key({left}), {op}, {self.const(key)})", "optbool"
+            t = self.temp()
+            # Versions in contexts repeat a lot: string parses are memoised.
+            parsed = f"(_semver_str({t}) if ({t} := {left}).__class__ is str else _semver_key({t}))"
+            op_value = args[1]
+            k = self.temp()
+            if op_value in ("=", "!=", "<", "<=", ">", ">="):
+                pyop = "==" if op_value == "=" else op_value
+                return (
+                    f"({k} {pyop} {self.const(key)} if ({k} := {parsed}) is not None else None)",
+                    "optbool",
+                )
+            if op_value in ("^", "~"):
+                width = 1 if op_value == "^" else 2
+                head = self.const(key[:width])
+                return (
+                    f"({k}[:{width}] == {head} if ({k} := {parsed}) is not None else None)",
+                    "optbool",
+                )
+            return f"_semver_compare({parsed}, {op}, {self.const(key)})", "optbool"
         return f"_sem_ver({left}, {op}, {self.value(right, d)[0]})", "optbool"
 
     # fractional ----------------------------------------------------------------------------
@@ -827,14 +870,18 @@ class _Gen:
             by_src = self.value(by, d)[0]
             return f"_hash_v2(_v2_key({by_src}, {self.const(self.flag_key)}, ctx))"
         if by is _IMPLICIT:
-            prefix = self.const(hashing.v3_pair_prefix(self.flag_key))
+            raw_prefix = hashing.v3_pair_prefix(self.flag_key)
+            prefix = self.const(raw_prefix)
+            # array(2) + flag key + text header, one per UTF-8 length below _PREFIXED: the
+            # request then does one concatenation (UUID keys are 36 bytes).
+            by_len = self.const(tuple(raw_prefix + h for h in _CBOR_TEXT_HEADERS[:_PREFIXED]))
             t, b = self.temp(), self.temp()
             return (
                 f"(_hash_v3([{self.const(self.flag_key)}, {t}]) "
                 f"if ({t} := ctx.get('targetingKey')).__class__ is str and {t} else None)"
                 if self.sub
-                else f"(_mm({prefix} + (_hdr[len({b})] + {b} if len({b} := {t}.encode()) < 256 "
-                f"else _ctext({t}))) "
+                else f"((_mm({by_len}[len({b})] + {b}) if len({b} := {t}.encode()) < {_PREFIXED} "
+                f"else _mm({prefix} + _ctext({t}))) "
                 f"if ({t} := ctx.get('targetingKey')).__class__ is str and {t} else None)"
             )
         by_src = self.value(by, d)[0]
@@ -882,13 +929,25 @@ class _Gen:
                     outs = tuple(self.outcome_of(n) for n in names)
                     t = self.temp()
                     none_out = self.const(self.outcome_of(None))
-                    return [
+                    lines = [
                         f"{indent}{t} = {self._hash_src(by, depth + 1)}",
                         f"{indent}if {t} is None:",
                         f"{indent}    return {none_out}",
-                        f"{indent}return {self.const(outs)}[_bisect({self.const(tuple(bounds))}, "
-                        f"({t} * {self.const(total)}) >> 32)]",
                     ]
+                    # (h * total) >> 32 < bound  <=>  h < ceil(bound * 2**32 / total), so
+                    # the boundaries become hash thresholds and a request only compares.
+                    limits = [-((-b << 32) // total) for b in bounds]
+                    if len(limits) <= 4:
+                        for limit, out in zip(limits[:-1], outs[:-1], strict=True):
+                            lines.append(f"{indent}if {t} < {self.const(limit)}:")
+                            lines.append(f"{indent}    return {self.const(out)}")
+                        lines.append(f"{indent}return {self.const(outs[-1])}")
+                    else:
+                        lines.append(
+                            f"{indent}return {self.const(outs)}"
+                            f"[_bisect({self.const(tuple(limits))}, {t})]"
+                        )
+                    return lines
         if _is_const(node) and not isinstance(node, list | dict):
             return [f"{indent}return {self.const(self.outcome_of(node))}"]
         src, _ = self.value(node, depth)

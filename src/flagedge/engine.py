@@ -31,11 +31,12 @@ from .compiler import (
     Document,
     FlagDefinition,
     Rule,
+    _q,
     compile_rule,
     parse_document,
 )
 from .errors import DefinitionError, Problem
-from .hashing import Scheme, hash_v2, murmur3_32, v3_pair_prefix, cbor_text
+from .hashing import Scheme, cbor_text, hash_v2, murmur3_32, v3_pair_prefix
 from .model import (
     ACCEPTS,
     ErrorCode,
@@ -108,7 +109,7 @@ def _typed_table(flag: CompiledFlag, flag_type: FlagType) -> tuple[Resolution, .
             None,
             Reason.ERROR,
             ErrorCode.TYPE_MISMATCH,
-            f"flag {flag.key!r} has {flag.kind.value} variants, not {flag_type.value}",
+            f"flag {_q(flag.key)} has {flag.kind.value} variants, not {flag_type.value}",
             flag.metadata,
         )
         # No value, no type to check: a disabled flag or a missing default is not a mismatch.
@@ -148,6 +149,8 @@ def _compile_flag(d: FlagDefinition, scheme: Scheme) -> CompiledFlag:
     slots[SLOT_STATIC] = static
     slots[SLOT_DISABLED] = Resolution(key, None, None, Reason.DISABLED, metadata=meta)
     n = len(names)
+    rule: Rule
+    problem: str | None
     if d.state is FlagState.DISABLED:
         rule, problem, fixed = _never, None, n + SLOT_DISABLED
     elif d.targeting is None:
@@ -219,7 +222,9 @@ def _apply_override(base: CompiledFlag, ov: Override, scheme: Scheme) -> Compile
         else:
             fixed = len(outcomes)
             outcomes.append(
-                Resolution(d.key, d.variants[ov.variant], ov.variant, Reason.DISABLED, metadata=meta)
+                Resolution(
+                    d.key, d.variants[ov.variant], ov.variant, Reason.DISABLED, metadata=meta
+                )
             )
         return _assemble(d, meta, base.rule, fixed, tuple(outcomes), base.rule_problem, ov)
 
@@ -255,15 +260,15 @@ def check_override(flag: CompiledFlag | None, key: str, ov: Override) -> list[Pr
     path = f"overrides.{key}"
     out: list[Problem] = []
     if flag is None:
-        return [Problem(path, f"no flag named {key!r}")]
+        return [Problem(path, f"no flag named {_q(key)}")]
     if ov.variant is not None and ov.variant not in flag.variants:
         names = ", ".join(flag.variant_names)
-        out.append(Problem(f"{path}.variant", f"{ov.variant!r} is not a variant ({names})"))
+        out.append(Problem(f"{path}.variant", f"{_q(ov.variant)} is not a variant ({names})"))
     if ov.kind is OverrideKind.ROLLOUT:
         if ov.variant is None:
             out.append(Problem(f"{path}.variant", "a rollout names the variant it rolls out"))
         if ov.percent is None or not 0 <= ov.percent <= 100:
-            out.append(Problem(f"{path}.percent", f"{ov.percent!r} is not a percentage 0-100"))
+            out.append(Problem(f"{path}.percent", f"{_q(ov.percent)} is not a percentage 0-100"))
     return out
 
 
@@ -289,11 +294,12 @@ class BatchResult:
 
 def not_found(key: str) -> Resolution:
     return Resolution(
-        key, None, None, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND, f"flag {key!r} not found"
+        key, None, None, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND, f"flag {_q(key)} not found"
     )
 
 
-_EMPTY_OVERRIDES: Mapping[str, Override] = MappingProxyType({})
+def _fixed_of(flags: Mapping[str, CompiledFlag]) -> dict[str, Resolution]:
+    return {k: f.outcomes[f.fixed] for k, f in flags.items() if f.fixed >= 0}
 
 
 class Snapshot:
@@ -305,6 +311,7 @@ class Snapshot:
 
     __slots__ = (
         "_base",
+        "_fixed",
         "_ordered",
         "document",
         "flags",
@@ -336,6 +343,7 @@ class Snapshot:
     ) -> None:
         self._base = base
         self.flags = flags
+        self._fixed = _fixed_of(flags)
         self._ordered = tuple(flags.values())
         self.keys = tuple(flags)
         self.metadata = MappingProxyType(dict(parsed.metadata))
@@ -383,7 +391,10 @@ class Snapshot:
         flags = base
         if overrides:
             problems = [
-                p for k, ov in overrides.items() if k in base for p in check_override(base[k], k, ov)
+                p
+                for k, ov in overrides.items()
+                if k in base
+                for p in check_override(base[k], k, ov)
             ]
             if problems:
                 raise DefinitionError(problems)
@@ -423,6 +434,13 @@ class Snapshot:
         snap = Snapshot.__new__(Snapshot)
         snap._base = self._base
         snap.flags = flags
+        fixed_answers = dict(self._fixed)
+        for key in changes:
+            changed = flags.get(key)
+            fixed_answers.pop(key, None)
+            if changed is not None and changed.fixed >= 0:
+                fixed_answers[key] = changed.outcomes[changed.fixed]
+        snap._fixed = fixed_answers
         snap._ordered = tuple(flags.values())
         snap.keys = self.keys
         snap.metadata = self.metadata
@@ -460,6 +478,11 @@ class Snapshot:
         flag_type: FlagType | None = None,
     ) -> Resolution:
         """Resolve one flag. Never raises for data problems."""
+        if flag_type is None:
+            # Flags whose answer needs no rule (static, disabled, killed) are one lookup.
+            answer = self._fixed.get(key)
+            if answer is not None:
+                return answer
         flag = self.flags.get(key)
         if flag is None:
             return not_found(key)
@@ -473,8 +496,7 @@ class Snapshot:
         """Resolve every flag (definition order), or the listed keys (in that order)."""
         if keys is None:
             return [
-                f.outcomes[f.fixed if f.fixed >= 0 else f.rule(context, now)]
-                for f in self._ordered
+                f.outcomes[f.fixed if f.fixed >= 0 else f.rule(context, now)] for f in self._ordered
             ]
         get = self.flags.get
         out = []

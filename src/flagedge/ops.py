@@ -28,7 +28,7 @@ def truthy(v: Any) -> bool:
     if cls is bool:
         return bool(v)
     if cls is float:
-        return not (v != v) and v != 0.0
+        return bool(v == v and v != 0.0)  # NaN is falsy
     # flagd's Go JSON Logic treats an empty object as false (JavaScript would say true);
     # we serve as flagd does.
     return bool(v)
