@@ -1,0 +1,258 @@
+"""The native flagedge.v1 API through flagedge.client, plus health, reflection and the
+management port, all against real servers on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from server_helpers import DOCUMENT, async_test, build, serving
+
+from flagedge.client import AsyncClient, Client
+from flagedge.model import ErrorCode, FlagType, Reason
+from flagedge.snapshot import SnapshotHolder
+
+
+def target(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
+class TestEvaluate:
+    @async_test
+    async def test_evaluate_returns_typed_values_with_variant_and_reason(self) -> None:
+        async with serving() as (server, _), AsyncClient(target(server.port)) as client:
+            blue = await client.evaluate("targeted-string", {"email": "me@example.com"})
+            obj = await client.evaluate("object-flag", flag_type=FlagType.OBJECT)
+            pi = await client.evaluate("int-flag", {"want": "pi"}, flag_type=FlagType.INTEGER)
+        assert (blue.value, blue.variant, blue.reason) == ("#00f", "blue", Reason.TARGETING_MATCH)
+        assert obj.value == {"size": 3, "name": "A"}
+        assert (pi.value, pi.variant) == (3, "pi")
+        assert blue.metadata == {"flagSetId": "shop", "version": "7"}
+
+    @async_test
+    async def test_evaluation_problems_are_data_not_failed_calls(self) -> None:
+        async with serving() as (server, _), AsyncClient(target(server.port)) as client:
+            missing = await client.evaluate("nope")
+            mismatch = await client.evaluate("static-bool", flag_type=FlagType.STRING)
+            parse = await client.evaluate("bad-rule")
+            disabled = await client.evaluate("disabled-flag")
+            no_default = await client.evaluate("no-default")
+        assert (missing.reason, missing.error_code) == (Reason.ERROR, ErrorCode.FLAG_NOT_FOUND)
+        assert mismatch.error_code is ErrorCode.TYPE_MISMATCH
+        assert parse.error_code is ErrorCode.PARSE_ERROR and parse.error_message
+        assert (disabled.value, disabled.variant, disabled.reason) == (None, None, Reason.DISABLED)
+        assert (no_default.value, no_default.reason) == (None, Reason.DEFAULT)
+
+    @async_test
+    async def test_context_values_keep_their_types(self) -> None:
+        document: dict[str, Any] = {
+            "flags": {
+                "typed": {
+                    "state": "ENABLED",
+                    "variants": {"yes": True, "no": False},
+                    "defaultVariant": "no",
+                    "targeting": {
+                        "if": [
+                            {
+                                "and": [
+                                    {">": [{"var": "age"}, 17]},
+                                    {"==": [{"var": "beta"}, True]},
+                                    {"in": ["x", {"var": "tags"}]},
+                                    {"==": [{"var": "org.plan"}, "pro"]},
+                                ]
+                            },
+                            "yes",
+                            None,
+                        ]
+                    },
+                }
+            }
+        }
+        context = {"age": 30, "beta": True, "tags": ["w", "x"], "org": {"plan": "pro"}}
+        async with (
+            serving(SnapshotHolder(build(document))) as (server, _),
+            AsyncClient(target(server.port)) as client,
+        ):
+            hit = await client.evaluate("typed", context)
+            miss = await client.evaluate("typed", {**context, "beta": "true"})
+        assert (hit.value, hit.reason) == (True, Reason.TARGETING_MATCH)
+        assert (miss.value, miss.reason) == (False, Reason.DEFAULT)
+
+    @async_test
+    async def test_evaluate_all_lists_every_flag_or_the_named_ones(self) -> None:
+        async with serving() as (server, _), AsyncClient(target(server.port)) as client:
+            everything = await client.evaluate_all({"tier": "gold"})
+            some = await client.evaluate_all({}, keys=["float-flag", "nope"])
+        assert [r.key for r in everything] == list(DOCUMENT["flags"])
+        assert {r.key: r.value for r in everything}["shorthand-bool"] is True
+        assert [(r.key, r.value, r.error_code) for r in some] == [
+            ("float-flag", 0.5, None),
+            ("nope", None, ErrorCode.FLAG_NOT_FOUND),
+        ]
+
+
+class TestBatch:
+    @async_test
+    async def test_a_batch_answers_every_cell_in_packed_form(self) -> None:
+        contexts = [{"email": "a@example.com"}, {"email": "b@elsewhere.org"}, {}]
+        keys = ["targeted-string", "static-bool", "nope", "disabled-flag"]
+        async with serving() as (server, _), AsyncClient(target(server.port)) as client:
+            batch = await client.evaluate_batch(keys, contexts)
+        assert batch.keys == tuple(keys)
+        assert batch.contexts == 3
+        assert len(batch.variant_index) == 12
+        assert [batch.value(c, "targeted-string") for c in range(3)] == ["#00f", "#f00", "#f00"]
+        assert batch.cell(0, "targeted-string").reason is Reason.TARGETING_MATCH
+        assert batch.cell(2, "static-bool").reason is Reason.STATIC
+        assert batch.cell(1, "nope").error_code is ErrorCode.FLAG_NOT_FOUND
+        assert batch.cell(1, "disabled-flag").variant is None
+        assert batch.cell(1, "disabled-flag").reason is Reason.DISABLED
+        assert batch.snapshot_version == 1
+
+    @async_test
+    async def test_no_keys_means_every_flag(self) -> None:
+        async with serving() as (server, _), AsyncClient(target(server.port)) as client:
+            batch = await client.evaluate_batch([], [{}])
+        assert batch.keys == tuple(DOCUMENT["flags"])
+
+    def test_the_blocking_client_pools_channels_and_streams_batches(self) -> None:
+        async def scenario() -> None:
+            async with serving() as (server, _):
+                port = server.port
+
+                def work() -> tuple[Any, ...]:
+                    with Client(target(port), channels=3) as client:
+                        single = client.evaluate("static-bool")
+                        batches = list(
+                            client.evaluate_stream(
+                                [(["static-bool"], [{}, {}]), (["targeted-string"], [{}])]
+                            )
+                        )
+                        all_ = client.evaluate_all()
+                        return single, batches, all_
+
+                single, batches, all_ = await asyncio.to_thread(work)
+            assert single.value is True
+            assert [b.request_id for b in batches] == [1, 2]
+            assert [b.contexts for b in batches] == [2, 1]
+            assert batches[1].value(0, 0) == "#f00"
+            assert len(all_) == len(DOCUMENT["flags"])
+
+        asyncio.run(scenario())
+
+    @async_test
+    async def test_the_stream_answers_each_batch_in_order(self) -> None:
+        async def batches() -> AsyncIterator[tuple[list[str], list[dict[str, Any]]]]:
+            for n in range(1, 6):
+                yield ["int-flag"], [{"want": "pi"}] * n
+
+        async with serving() as (server, _), AsyncClient(target(server.port)) as client:
+            answers = [b async for b in client.evaluate_stream(batches())]
+        assert [(b.request_id, b.contexts) for b in answers] == [(n, n) for n in range(1, 6)]
+        assert all(b.value(0, 0) == 3.14 for b in answers)
+
+
+class TestWatch:
+    @async_test
+    async def test_watch_starts_with_the_current_version_then_reports_changes(self) -> None:
+        holder = SnapshotHolder(build())
+        async with serving(holder) as (server, _), AsyncClient(target(server.port)) as client:
+            events = client.watch()
+            initial = await anext(events)
+            document = copy.deepcopy(DOCUMENT)
+            document["flags"]["float-flag"]["defaultVariant"] = "two"
+            holder.install(build(document, version=5))
+            change = await anext(events)
+            await events.aclose()
+        assert (initial.initial, initial.snapshot_version, initial.server_id) == (
+            True,
+            1,
+            server.server_id,
+        )
+        assert (change.initial, change.snapshot_version, change.changed_keys) == (
+            False,
+            5,
+            ("float-flag",),
+        )
+
+    @async_test
+    async def test_a_watch_on_some_keys_hears_only_about_them(self) -> None:
+        holder = SnapshotHolder(build())
+        async with serving(holder) as (server, _), AsyncClient(target(server.port)) as client:
+            events = client.watch(["static-bool"])
+            await anext(events)
+            document = copy.deepcopy(DOCUMENT)
+            document["flags"]["float-flag"]["defaultVariant"] = "two"
+            holder.install(build(document, version=2))
+            document = copy.deepcopy(document)  # a built snapshot keeps its document
+            document["flags"]["static-bool"]["defaultVariant"] = "off"
+            holder.install(build(document, version=3))
+            change = await anext(events)
+            await events.aclose()
+        assert (change.snapshot_version, change.changed_keys) == (3, ("static-bool",))
+
+
+class TestOperations:
+    @async_test
+    async def test_health_reports_serving_for_the_server_and_each_service(self) -> None:
+        async with serving() as (_, channel):
+            stub = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "flagedge.v1.Evaluation", "flagd.evaluation.v2.Service"):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    @async_test
+    async def test_reflection_lists_the_services(self) -> None:
+        async with serving() as (_, channel):
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+            async def ask() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+                yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+            replies = [r async for r in stub.ServerReflectionInfo(ask())]
+        names = {s.name for s in replies[0].list_services_response.service}
+        assert {
+            "flagedge.v1.Evaluation",
+            "flagd.evaluation.v1.Service",
+            "flagd.evaluation.v2.Service",
+            "grpc.health.v1.Health",
+        } <= names
+
+    @async_test
+    async def test_the_management_port_answers_healthz_and_readyz(self) -> None:
+        async with serving(management=True) as (server, _):
+            port = server.management_port
+            assert port is not None
+            answers = {path: await http_get(port, path) for path in ("/healthz", "/readyz", "/x")}
+        assert answers["/healthz"][0] == 200
+        assert json.loads(answers["/readyz"][1])["status"] == "ready"
+        assert answers["/x"][0] == 404
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+class TestDeadlines:
+    @async_test
+    async def test_an_expired_deadline_is_deadline_exceeded(self) -> None:
+        async with serving() as (server, _), AsyncClient(target(server.port), timeout=0) as client:
+            try:
+                await client.evaluate_batch(["static-bool"], [{}])
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            else:  # pragma: no cover
+                raise AssertionError("a zero deadline cannot be met")
