@@ -149,19 +149,6 @@ def _check_metadata(meta: Any, path: str, problems: list[Problem]) -> dict[str, 
     return out
 
 
-def _rule_depth_ok(node: Any, limit: int) -> bool:
-    stack = [(node, 1)]
-    while stack:
-        n, d = stack.pop()
-        if d > limit:
-            return False
-        if isinstance(n, dict):
-            stack.extend((v, d + 1) for v in n.values())
-        elif isinstance(n, list):
-            stack.extend((v, d + 1) for v in n)
-    return True
-
-
 def _substitute_refs(node: Any, evaluators: Mapping[str, Any], missing: list[str]) -> Any:
     """Replace every ``{"$ref": name}`` with the named evaluator (never mutating input)."""
     if isinstance(node, dict):
@@ -177,19 +164,26 @@ def _substitute_refs(node: Any, evaluators: Mapping[str, Any], missing: list[str
     return node
 
 
-def _unknown_operators(node: Any, out: list[str]) -> None:
-    if isinstance(node, dict):
-        if len(node) == 1:
-            op, args = next(iter(node.items()))
-            if op not in OPERATORS:
-                out.append(op)
-            _unknown_operators(args, out)
-        else:
-            for v in node.values():
-                _unknown_operators(v, out)
-    elif isinstance(node, list):
-        for v in node:
-            _unknown_operators(v, out)
+def _scan_rule(node: Any, limit: int) -> str | None:
+    """One walk over a rule: the first reason it cannot compile, or None."""
+    stack = [(node, 1)]
+    while stack:
+        n, depth = stack.pop()
+        if depth > limit:
+            return f"rule nested deeper than {limit} levels"
+        if isinstance(n, dict):
+            if len(n) == 1:
+                op, args = next(iter(n.items()))
+                if op == "$ref":
+                    return f"$ref to a missing evaluator {_q(args)}"
+                if op not in OPERATORS:
+                    return f"unknown operator {_q(op)}"
+                stack.append((args, depth + 1))
+            else:
+                stack.extend((v, depth + 1) for v in n.values())
+        elif isinstance(n, list):
+            stack.extend((v, depth + 1) for v in n)
+    return None
 
 
 def parse_document(doc: Any, *, scheme: Scheme | str = Scheme.V3) -> Document:
@@ -332,16 +326,9 @@ def _parse_flag(
             Problem(f"{path}.targeting", f"must be a JSON Logic object, not {_describe(targeting)}")
         )
     elif targeting:
-        missing: list[str] = []
-        targeting = _substitute_refs(targeting, evaluators, missing)
-        unknown: list[str] = []
-        _unknown_operators(targeting, unknown)
-        if missing:
-            rule_problem = f"$ref to a missing evaluator {_q(missing[0])}"
-        elif unknown:
-            rule_problem = f"unknown operator {_q(unknown[0])}"
-        elif not _rule_depth_ok(targeting, MAX_RULE_DEPTH):
-            rule_problem = f"rule nested deeper than {MAX_RULE_DEPTH} levels"
+        if evaluators:
+            targeting = _substitute_refs(targeting, evaluators, [])
+        rule_problem = _scan_rule(targeting, MAX_RULE_DEPTH)
         if rule_problem:
             soft.append(Problem(f"{path}.targeting", rule_problem, fatal=False))
     else:
@@ -539,6 +526,13 @@ class _Gen:
                 return self.test(args[0] if args else None, depth + 1)
             if op in ("if", "?:"):
                 return self._if(args, depth, lambda n, d: self.test(n, d))
+            if op in ("starts_with", "ends_with") and len(args) == 2 and isinstance(args[1], str):
+                # As a condition, "not a string" and "no match" are both false: one test.
+                t = self.temp()
+                method = "startswith" if op == "starts_with" else "endswith"
+                subject = self.value(args[0], depth + 1)[0]
+                suffix = self.const(args[1])
+                return f"(({t} := {subject}).__class__ is str and {t}.{method}({suffix}))"
         src, kind = self.value(node, depth)
         if kind == "bool":
             return src

@@ -344,7 +344,7 @@ class Snapshot:
         self._base = base
         self.flags = flags
         self._fixed = _fixed_of(flags)
-        self._ordered = tuple(flags.values())
+        self._ordered: tuple[CompiledFlag, ...] | None = None
         self.keys = tuple(flags)
         self.metadata = MappingProxyType(dict(parsed.metadata))
         self.document = document
@@ -441,7 +441,7 @@ class Snapshot:
             if changed is not None and changed.fixed >= 0:
                 fixed_answers[key] = changed.outcomes[changed.fixed]
         snap._fixed = fixed_answers
-        snap._ordered = tuple(flags.values())
+        snap._ordered = None
         snap.keys = self.keys
         snap.metadata = self.metadata
         snap.document = self.document
@@ -495,9 +495,10 @@ class Snapshot:
     ) -> list[Resolution]:
         """Resolve every flag (definition order), or the listed keys (in that order)."""
         if keys is None:
-            return [
-                f.outcomes[f.fixed if f.fixed >= 0 else f.rule(context, now)] for f in self._ordered
-            ]
+            ordered = self._ordered
+            if ordered is None:  # built on first use: a kill switch need not pay for it
+                ordered = self._ordered = tuple(self.flags.values())
+            return [f.outcomes[f.fixed if f.fixed >= 0 else f.rule(context, now)] for f in ordered]
         get = self.flags.get
         out = []
         for key in keys:

@@ -1,0 +1,13 @@
+"""Shared fixtures for the engine benchmarks (pytest-benchmark; never timed assertions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import workloads as W
+from flagedge.engine import Snapshot
+
+
+@pytest.fixture(scope="session")
+def mixed() -> Snapshot:
+    return Snapshot.build(W.mixed_doc(200))
