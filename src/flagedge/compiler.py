@@ -279,6 +279,14 @@ def _parse_flag(
         )
     elif not variants:
         problems.append(Problem(f"{path}.variants", "must define at least one variant"))
+    elif bad_names := [n for n in variants if not isinstance(n, str)]:
+        problems.append(
+            Problem(
+                f"{path}.variants",
+                f"variant names must be strings, not {_q(bad_names[0])} "
+                "(YAML reads unquoted on/off/yes/no as booleans: quote them)",
+            )
+        )
     else:
         kinds: dict[ValueKind, str] = {}
         for name, value in variants.items():
