@@ -183,9 +183,12 @@ def _log_rejection(path: Path, exc: DefinitionError) -> None:
         log.error("  %s", problem)
 
 
-async def watch_file(path: Path, holder: SnapshotHolder, interval: float) -> None:
-    """Reload ``path`` into ``holder`` whenever it changes; never gives up."""
-    last = _signature(path)
+async def watch_file(
+    path: Path, holder: SnapshotHolder, interval: float, loaded: _Signature | None
+) -> None:
+    """Reload ``path`` into ``holder`` whenever it changes from ``loaded`` (the signature taken
+    before the serving snapshot was read, so a change made while starting up is not missed)."""
+    last = loaded
     while True:
         await asyncio.sleep(interval)
         current = _signature(path)
@@ -241,6 +244,7 @@ async def serve(config: ServeConfig) -> int:
     )
     try:
         with _definitions(config.flags) as (path, source, watch):
+            loaded = _signature(path)
             try:
                 snap = await asyncio.to_thread(_load, path, None)
             except DefinitionError as exc:
@@ -264,7 +268,7 @@ async def serve(config: ServeConfig) -> int:
                 len(snap.keys),
             )
             watcher = (
-                asyncio.create_task(watch_file(path, holder, config.poll_interval))
+                asyncio.create_task(watch_file(path, holder, config.poll_interval, loaded))
                 if watch
                 else None
             )
