@@ -27,7 +27,7 @@ import functools
 import json
 import math
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -500,6 +500,12 @@ class _Gen:
             self.const_names[(type(value), value)] = name
         return name
 
+    @staticmethod
+    def out(outcome: int) -> str:
+        """The name of an outcome. Bound to its number for ``rule`` and to its Resolution
+        for the resolver built from the same code (see ``RuleCode.bind``)."""
+        return f"o{outcome}"
+
     def temp(self) -> str:
         self.ntemp += 1
         return f"t{self.ntemp}"
@@ -928,9 +934,9 @@ class _Gen:
                 parsed = _parse_buckets(buckets) if literal else None
                 if parsed is not None:
                     names, bounds, total = parsed
-                    outs = tuple(self.outcome_of(n) for n in names)
+                    outs = tuple(self.out(self.outcome_of(n)) for n in names)
                     t = self.temp()
-                    none_out = self.const(self.outcome_of(None))
+                    none_out = self.out(self.outcome_of(None))
                     lines = [
                         f"{indent}{t} = {self._hash_src(by, depth + 1)}",
                         f"{indent}if {t} is None:",
@@ -942,16 +948,16 @@ class _Gen:
                     if len(limits) <= 4:
                         for limit, out in zip(limits[:-1], outs[:-1], strict=True):
                             lines.append(f"{indent}if {t} < {self.const(limit)}:")
-                            lines.append(f"{indent}    return {self.const(out)}")
-                        lines.append(f"{indent}return {self.const(outs[-1])}")
+                            lines.append(f"{indent}    return {out}")
+                        lines.append(f"{indent}return {outs[-1]}")
                     else:
                         lines.append(
-                            f"{indent}return {self.const(outs)}"
+                            f"{indent}return ({', '.join(outs)},)"
                             f"[_bisect({self.const(tuple(limits))}, {t})]"
                         )
                     return lines
         if _is_const(node) and not isinstance(node, list | dict):
-            return [f"{indent}return {self.const(self.outcome_of(node))}"]
+            return [f"{indent}return {self.out(self.outcome_of(node))}"]
         src, _ = self.value(node, depth)
         return [f"{indent}return _outcome({src})"]
 
@@ -1043,13 +1049,24 @@ def variant_for(result: Any) -> str | None:
     return "\x00"  # never a variant name: an object or array result is a GENERAL error
 
 
+@dataclass(frozen=True, slots=True)
+class RuleCode:
+    """A compiled rule: ``rule(ctx, now) -> outcome number``, and ``bind(table)``, which
+    runs the same code object with each outcome name bound to ``table[outcome]``, giving
+    ``resolver(ctx, now) -> table entry`` with no indexing step on the request path."""
+
+    rule: Rule
+    problem: str | None
+    bind: Callable[[Sequence[Any]], Callable[[Mapping[str, Any], int], Any]] | None
+
+
 def compile_rule(
     flag: FlagDefinition, scheme: Scheme, variant_index: Mapping[str, int]
-) -> tuple[Rule, str | None]:
-    """Compile a flag's targeting into ``rule(ctx, now) -> outcome``.
+) -> RuleCode:
+    """Compile a flag's targeting.
 
     Outcome numbers: ``i < n`` is TARGETING_MATCH of variant i; ``n + SLOT_*`` the rest.
-    Returns the rule and, when it always answers PARSE_ERROR, the reason why.
+    ``problem`` says why, when the rule always answers PARSE_ERROR.
     """
     n = len(variant_index)
     default_out = n + SLOT_DEFAULT
@@ -1063,14 +1080,14 @@ def compile_rule(
         return variant_index.get(name, general_out)
 
     if flag.rule_problem is not None:
-        return _constant_rule(parse_out), flag.rule_problem
+        return RuleCode(_constant_rule(parse_out), flag.rule_problem, None)
     gen = _Gen(flag.key, scheme, outcome_of)
     try:
         body = gen.outcome_stmts(flag.targeting, "        ")
     except _Unsupported as exc:
-        return _constant_rule(parse_out), str(exc)
+        return RuleCode(_constant_rule(parse_out), str(exc), None)
     except RecursionError:
-        return _constant_rule(parse_out), "rule too deeply nested"
+        return RuleCode(_constant_rule(parse_out), "rule too deeply nested", None)
     source = (
         "".join(gen.helpers)
         + "def rule(ctx, now):\n    try:\n"
@@ -1080,14 +1097,28 @@ def compile_rule(
     try:
         code = _code_for(source)
     except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
-        return _constant_rule(parse_out), f"rule cannot be compiled ({type(exc).__name__})"
-    ns: dict[str, Any] = dict(_RUNTIME)
-    ns.update((f"c{i}", v) for i, v in enumerate(gen.consts))
-    ns["_general"] = general_out
-    ns["_outcome"] = outcome_of
-    exec(code, ns)  # defines rule and its helpers; the source holds no definition text
-    rule: Rule = ns["rule"]
-    return rule, None
+        problem = f"rule cannot be compiled ({type(exc).__name__})"
+        return RuleCode(_constant_rule(parse_out), problem, None)
+    base: dict[str, Any] = dict(_RUNTIME)
+    base.update((f"c{i}", v) for i, v in enumerate(gen.consts))
+    n_outcomes = n + N_SLOTS
+
+    def instantiate(table: Sequence[Any], outcome: Callable[[Any], Any]) -> Any:
+        ns = dict(base)
+        ns.update((f"o{i}", table[i]) for i in range(n_outcomes))
+        ns["_general"] = table[general_out]
+        ns["_outcome"] = outcome
+        exec(code, ns)  # defines rule and its helpers; the source holds no definition text
+        return ns["rule"]
+
+    def bind(table: Sequence[Any]) -> Callable[[Mapping[str, Any], int], Any]:
+        resolver: Callable[[Mapping[str, Any], int], Any] = instantiate(
+            table, lambda result: table[outcome_of(result)]
+        )
+        return resolver
+
+    rule: Rule = instantiate(range(n_outcomes), outcome_of)
+    return RuleCode(rule, None, bind)
 
 
 def _constant_rule(outcome: int) -> Rule:

@@ -15,8 +15,10 @@ forced rollout) replaces one CompiledFlag with a wrapper; nothing else is recomp
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -83,6 +85,9 @@ class CompiledFlag:
     out_error: bytes  # ErrorCodeNumber per outcome
     rule_problem: str | None = None
     override: Override | None = None
+    # rule's twin that returns the Resolution itself (None when ``fixed`` decides)
+    resolver: Callable[[Mapping[str, Any], int], Resolution] | None = None
+    answer: Resolution | None = None  # outcomes[fixed] when no rule needs to run
     _typed: dict[FlagType, tuple[Resolution, ...]] = field(default_factory=dict, repr=False)
 
     @property
@@ -156,7 +161,8 @@ def _compile_flag(d: FlagDefinition, scheme: Scheme) -> CompiledFlag:
     elif d.targeting is None:
         rule, problem, fixed = _never, None, n + SLOT_STATIC
     else:
-        rule, problem = compile_rule(d, scheme, index)
+        code = compile_rule(d, scheme, index)
+        rule, problem, bind = code.rule, code.problem, code.bind
         fixed = n + SLOT_PARSE_ERROR if problem is not None else -1
     slots[SLOT_PARSE_ERROR] = Resolution(
         key,
@@ -171,7 +177,9 @@ def _compile_flag(d: FlagDefinition, scheme: Scheme) -> CompiledFlag:
         key, None, None, Reason.ERROR, ErrorCode.GENERAL, GENERAL_MESSAGE, meta
     )
     outcomes.extend(slots)
-    return _assemble(d, meta, rule, fixed, tuple(outcomes), problem, None)
+    table = tuple(outcomes)
+    resolver = bind(table) if fixed < 0 and bind is not None else None
+    return _assemble(d, meta, rule, fixed, table, problem, None, resolver)
 
 
 def _assemble(
@@ -182,6 +190,7 @@ def _assemble(
     outcomes: tuple[Resolution, ...],
     problem: str | None,
     override: Override | None,
+    resolver: Callable[[Mapping[str, Any], int], Resolution] | None = None,
 ) -> CompiledFlag:
     names = tuple(d.variants)
     index = {name: i for i, name in enumerate(names)}
@@ -205,6 +214,8 @@ def _assemble(
         ),
         rule_problem=problem,
         override=override,
+        resolver=resolver,
+        answer=outcomes[fixed] if fixed >= 0 else None,
     )
 
 
@@ -252,7 +263,12 @@ def _apply_override(base: CompiledFlag, ov: Override, scheme: Scheme) -> Compile
 
     if limit >= 10_000:
         return _assemble(d, meta, base.rule, chosen, tuple(outcomes), base.rule_problem, ov)
-    return _assemble(d, meta, rollout, -1, tuple(outcomes), base.rule_problem, ov)
+    table = tuple(outcomes)
+
+    def resolve(ctx: Mapping[str, Any], now: int) -> Resolution:
+        return table[rollout(ctx, now)]
+
+    return _assemble(d, meta, rollout, -1, table, base.rule_problem, ov, resolve)
 
 
 def check_override(flag: CompiledFlag | None, key: str, ov: Override) -> list[Problem]:
@@ -292,14 +308,24 @@ class BatchResult:
         return name, value, ReasonCode(self.reasons[i]), ErrorCodeNumber(self.errors[i])
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while a set compiles: the compiler allocates many long-lived
+    objects and nothing cyclic to free, and the collections this triggers cost about as
+    much as the compilation itself on 10,000 flags (measured: 0.9 s with, 0.5 s without)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def not_found(key: str) -> Resolution:
     return Resolution(
         key, None, None, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND, f"flag {_q(key)} not found"
     )
-
-
-def _fixed_of(flags: Mapping[str, CompiledFlag]) -> dict[str, Resolution]:
-    return {k: f.outcomes[f.fixed] for k, f in flags.items() if f.fixed >= 0}
 
 
 class Snapshot:
@@ -311,7 +337,6 @@ class Snapshot:
 
     __slots__ = (
         "_base",
-        "_fixed",
         "_ordered",
         "document",
         "flags",
@@ -343,7 +368,6 @@ class Snapshot:
     ) -> None:
         self._base = base
         self.flags = flags
-        self._fixed = _fixed_of(flags)
         self._ordered: tuple[CompiledFlag, ...] | None = None
         self.keys = tuple(flags)
         self.metadata = MappingProxyType(dict(parsed.metadata))
@@ -375,9 +399,10 @@ class Snapshot:
         Overrides for flags the document lacks are kept (they apply if the flag returns);
         an override naming a variant the flag lacks is refused.
         """
-        parsed = parse_document(document, scheme=fractional)
-        base = {d.key: _compile_flag(d, parsed.scheme) for d in parsed.flags}
-        return cls._with(base, parsed, document, dict(overrides or {}), version)
+        with _gc_paused():
+            parsed = parse_document(document, scheme=fractional)
+            base = {d.key: _compile_flag(d, parsed.scheme) for d in parsed.flags}
+            return cls._with(base, parsed, document, dict(overrides or {}), version)
 
     @classmethod
     def _with(
@@ -434,13 +459,6 @@ class Snapshot:
         snap = Snapshot.__new__(Snapshot)
         snap._base = self._base
         snap.flags = flags
-        fixed_answers = dict(self._fixed)
-        for key in changes:
-            changed = flags.get(key)
-            fixed_answers.pop(key, None)
-            if changed is not None and changed.fixed >= 0:
-                fixed_answers[key] = changed.outcomes[changed.fixed]
-        snap._fixed = fixed_answers
         snap._ordered = None
         snap.keys = self.keys
         snap.metadata = self.metadata
@@ -479,10 +497,15 @@ class Snapshot:
     ) -> Resolution:
         """Resolve one flag. Never raises for data problems."""
         if flag_type is None:
-            # Flags whose answer needs no rule (static, disabled, killed) are one lookup.
-            answer = self._fixed.get(key)
+            # The answer itself (static, disabled, killed flags), or the rule's resolver,
+            # which returns a prebuilt Resolution.
+            flag = self.flags.get(key)
+            if flag is None:
+                return not_found(key)
+            answer = flag.answer
             if answer is not None:
                 return answer
+            return flag.resolver(context, now)  # type: ignore[misc]
         flag = self.flags.get(key)
         if flag is None:
             return not_found(key)
@@ -498,7 +521,8 @@ class Snapshot:
             ordered = self._ordered
             if ordered is None:  # built on first use: a kill switch need not pay for it
                 ordered = self._ordered = tuple(self.flags.values())
-            return [f.outcomes[f.fixed if f.fixed >= 0 else f.rule(context, now)] for f in ordered]
+            # A Resolution is always truthy: ``answer or resolver(...)`` picks the fixed one.
+            return [f.answer or f.resolver(context, now) for f in ordered]  # type: ignore[misc]
         get = self.flags.get
         out = []
         for key in keys:
