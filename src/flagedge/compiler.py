@@ -38,7 +38,7 @@ from .model import FlagState, ToggleKind, ValueKind
 
 Rule = Callable[[Mapping[str, Any], int], int]
 
-MAX_RULE_DEPTH = 128
+MAX_RULE_DEPTH = 256  # JSON levels (an operator and its argument list are two)
 _HOIST_EVERY = 24  # split generated expressions this deep into helper functions
 
 # Outcome slots that follow a flag's n variants (slot i < n is TARGETING_MATCH of variant i).
@@ -162,6 +162,19 @@ def _substitute_refs(node: Any, evaluators: Mapping[str, Any], missing: list[str
     if isinstance(node, list):
         return [_substitute_refs(v, evaluators, missing) for v in node]
     return node
+
+
+def _depth_problem(node: Any, limit: int) -> str | None:
+    stack = [(node, 1)]
+    while stack:
+        n, depth = stack.pop()
+        if depth > limit:
+            return f"rule nested deeper than {limit} levels"
+        if isinstance(n, dict):
+            stack.extend((v, depth + 1) for v in n.values())
+        elif isinstance(n, list):
+            stack.extend((v, depth + 1) for v in n)
+    return None
 
 
 def _scan_rule(node: Any, limit: int) -> str | None:
@@ -334,9 +347,12 @@ def _parse_flag(
             Problem(f"{path}.targeting", f"must be a JSON Logic object, not {_describe(targeting)}")
         )
     elif targeting:
-        if evaluators:
-            targeting = _substitute_refs(targeting, evaluators, [])
-        rule_problem = _scan_rule(targeting, MAX_RULE_DEPTH)
+        # Depth first: substitution recurses, and a hostile document may nest deeply.
+        rule_problem = _depth_problem(targeting, MAX_RULE_DEPTH)
+        if rule_problem is None:
+            if evaluators:
+                targeting = _substitute_refs(targeting, evaluators, [])
+            rule_problem = _scan_rule(targeting, MAX_RULE_DEPTH)
         if rule_problem:
             soft.append(Problem(f"{path}.targeting", rule_problem, fatal=False))
     else:
