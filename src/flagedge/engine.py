@@ -16,12 +16,15 @@ forced rollout) replaces one CompiledFlag with a wrapper; nothing else is recomp
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+import orjson
 
 from .compiler import (
     N_SLOTS,
@@ -308,6 +311,17 @@ class BatchResult:
         return name, value, ReasonCode(self.reasons[i]), ErrorCodeNumber(self.errors[i])
 
 
+def _own_copy(document: Any) -> Any:
+    """A private deep copy, so that a caller editing its document later cannot reach into
+    compiled rules or the snapshot's ``document``. orjson's round trip is the fast path;
+    documents it cannot encode (YAML's non-string keys) are deep-copied instead, so that
+    validation still sees, and reports, what the caller wrote."""
+    try:
+        return orjson.loads(orjson.dumps(document))
+    except (TypeError, orjson.JSONEncodeError):
+        return copy.deepcopy(document)
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic GC while a set compiles: the compiler allocates many long-lived
@@ -400,6 +414,7 @@ class Snapshot:
         an override naming a variant the flag lacks is refused.
         """
         with _gc_paused():
+            document = _own_copy(document)
             parsed = parse_document(document, scheme=fractional)
             base = {d.key: _compile_flag(d, parsed.scheme) for d in parsed.flags}
             return cls._with(base, parsed, document, dict(overrides or {}), version)
