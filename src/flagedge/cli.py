@@ -1,4 +1,6 @@
-"""The ``flagedge`` command: serve, evaluate and validate flag definitions.
+"""The ``flagedge`` command: serve, evaluate and validate flag definitions; push, kill,
+restore, rollout, get, status and audit on the Redis control plane (control.py, which has
+its own exit codes: 1 not converged, 2 invalid input, 3 Redis unreachable).
 
 Exit codes: 0 success; 1 the definitions have problems (validate); 2 bad input or usage.
 Errors are one clear message on stderr, never a traceback.
@@ -130,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         app.add_arguments(p)
         p.set_defaults(func=cmd_serve)
+
+    from . import control
+
+    control.add_commands(sub)
     return parser
 
 

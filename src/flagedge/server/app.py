@@ -2,6 +2,7 @@
 
     flagedge serve [--flags FILE] [--port 8013] [--management-port 8014] [--host H]
                    [--workers N] [--poll-interval S] [--grace S]
+    flagedge serve --redis URL --env NAME [--lkg-file FILE] [--sentinel H:P,... --sentinel-master M]
 
 Every option has an environment variable (FLAGEDGE_FLAGS, FLAGEDGE_PORT, ...); a flag on the
 command line wins. Without --flags the bundled example set is served.
@@ -14,6 +15,9 @@ and watches the definitions itself, so each applies every change on its own.
 A worker polls the file's (inode, mtime, size) every --poll-interval seconds, which also sees a
 replace-by-rename. A changed file is loaded and compiled off the event loop; a file that fails
 validation is rejected with each problem logged, and the last good snapshot keeps serving.
+
+With --redis, definitions come from the Redis control plane instead of a file (flagedge/edge.py
+and store/sync.py): each worker runs its own synchroniser, and no file is watched.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flagedge.edge import RedisOptions, add_redis_arguments, serve_redis
 from flagedge.errors import DefinitionError
 from flagedge.server.management import start_management
 from flagedge.server.server import start_server
@@ -103,6 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("FLAGEDGE_LOG_LEVEL") or "INFO",
         help="[FLAGEDGE_LOG_LEVEL; default INFO]",
     )
+    add_redis_arguments(parser)
     # Set by the supervisor for its workers: bind with SO_REUSEPORT, never supervise.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
@@ -117,6 +123,7 @@ class ServeConfig:
     poll_interval: float
     grace: float
     worker: bool
+    redis: RedisOptions | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -130,6 +137,7 @@ class ServeConfig:
             poll_interval=args.poll_interval,
             grace=args.grace,
             worker=args.worker,
+            redis=RedisOptions.from_args(args),
         )
 
 
@@ -227,9 +235,13 @@ def _definitions(flags: str | None) -> Iterator[tuple[Path, str, bool]]:
 class _Readiness:
     def __init__(self) -> None:
         self.ready = False
+        # A Redis-fed edge may start with nothing to serve; it also reports where its state
+        # came from (stale or not) in /readyz.
+        self.check: Callable[[], bool] = lambda: True
+        self.details: Callable[[], Mapping[str, object]] = dict
 
     def __call__(self) -> bool:
-        return self.ready
+        return self.ready and self.check()
 
 
 async def serve(config: ServeConfig) -> int:
@@ -240,9 +252,15 @@ async def serve(config: ServeConfig) -> int:
     readiness = _Readiness()
     reuse = config.worker
     management = await start_management(
-        config.host, config.management_port, readiness, reuse_port=reuse
+        config.host,
+        config.management_port,
+        readiness,
+        reuse_port=reuse,
+        details=lambda: readiness.details(),
     )
     try:
+        if config.redis is not None:
+            return await serve_redis(config, config.redis, readiness, stopping, management.port)
         with _definitions(config.flags) as (path, source, watch):
             loaded = _signature(path)
             try:
@@ -315,6 +333,8 @@ def _worker_command(config: ServeConfig, port: int, management_port: int) -> lis
     ]
     if config.flags is not None:
         command.append(f"--flags={config.flags}")
+    if config.redis is not None:
+        command.extend(config.redis.worker_arguments())
     return command
 
 
@@ -322,7 +342,8 @@ def _supervise(config: ServeConfig) -> int:
     port, hold_port = _reserve(config.host, config.port)
     management_port, hold_management = _reserve(config.host, config.management_port)
     command = _worker_command(config, port, management_port)
-    workers = [subprocess.Popen(command) for _ in range(config.workers)]
+    env = None if config.redis is None else config.redis.worker_environment()
+    workers = [subprocess.Popen(command, env=env) for _ in range(config.workers)]
     log.info("supervising %d workers on port %d: %s", len(workers), port, [w.pid for w in workers])
     stopping = False
 

@@ -1,6 +1,7 @@
 """The management HTTP port: ``/healthz`` (the process is up) and ``/readyz`` (a snapshot is
-loaded and the gRPC port is serving). A few lines of asyncio instead of a web framework:
-probes send one GET and read one short answer.
+loaded and the gRPC port is serving; with ``details``, also where the state came from, e.g.
+whether a Redis-fed edge serves stale last-known-good state). A few lines of asyncio instead
+of a web framework: probes send one GET and read one short answer.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 _MAX_REQUEST = 8192
 
@@ -26,12 +27,17 @@ class ManagementServer:
 
 
 async def start_management(
-    host: str, port: int, ready: Callable[[], bool], *, reuse_port: bool = False
+    host: str,
+    port: int,
+    ready: Callable[[], bool],
+    *,
+    reuse_port: bool = False,
+    details: Callable[[], Mapping[str, object]] | None = None,
 ) -> ManagementServer:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            status, body = _answer(head[:_MAX_REQUEST], ready)
+            status, body = _answer(head[:_MAX_REQUEST], ready, details)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             status, body = "400 Bad Request", {"error": "bad request"}
         except ConnectionError:
@@ -52,7 +58,11 @@ async def start_management(
     return ManagementServer(server, bound)
 
 
-def _answer(head: bytes, ready: Callable[[], bool]) -> tuple[str, dict[str, object]]:
+def _answer(
+    head: bytes,
+    ready: Callable[[], bool],
+    details: Callable[[], Mapping[str, object]] | None = None,
+) -> tuple[str, dict[str, object]]:
     parts = head.split(b"\r\n", 1)[0].split()
     if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
         return "405 Method Not Allowed", {"error": "only GET is served"}
@@ -60,7 +70,8 @@ def _answer(head: bytes, ready: Callable[[], bool]) -> tuple[str, dict[str, obje
     if path == b"/healthz":
         return "200 OK", {"status": "ok", "pid": os.getpid()}
     if path == b"/readyz":
+        extra = {} if details is None else dict(details())
         if ready():
-            return "200 OK", {"status": "ready", "pid": os.getpid()}
-        return "503 Service Unavailable", {"status": "not ready", "pid": os.getpid()}
+            return "200 OK", {"status": "ready", "pid": os.getpid(), **extra}
+        return "503 Service Unavailable", {"status": "not ready", "pid": os.getpid(), **extra}
     return "404 Not Found", {"error": "not found"}

@@ -1,0 +1,429 @@
+"""The control plane's data model and its seam: what Redis holds for one environment, the
+change messages, and an in-memory twin of the store for unit tests.
+
+    flagedge:{env}:definitions   the flagd definitions document, JSON text
+    flagedge:{env}:overrides     hash: flag key -> Override as JSON (kill switches, rollouts)
+    flagedge:{env}:version       integer; every write bumps it, it never goes down
+    flagedge:{env}:audit         stream: actor, action, flag, before, after, version, ts
+    flagedge:{env}:changes       pub/sub channel: {"version", "kind", "key"?, "override"?}
+    flagedge:{env}:edge:{id}     one heartbeat per edge (JSON), expiring unless refreshed
+
+A write is one atomic step (store/redis.py runs it as one Lua script): check that the
+version is still the one the writer validated against, bump it, change the state, append to
+the audit stream and publish the message. Messages are hints (Redis pub/sub is at most
+once); the truth is the state and its version, which edges reload whenever in doubt.
+
+Decoding is pure and never trusts Redis: anything malformed becomes a DefinitionError whose
+problems name the key and the JSON path, so an edge can log it and keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Final, Protocol
+
+import orjson
+
+from ..errors import DefinitionError, Problem, StoreUnavailable
+from ..model import Override, OverrideKind
+
+HEARTBEAT_TTL_MS: Final = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Every Redis name one environment uses."""
+
+    env: str
+
+    @property
+    def prefix(self) -> str:
+        return f"flagedge:{self.env}:"
+
+    @property
+    def definitions(self) -> str:
+        return self.prefix + "definitions"
+
+    @property
+    def overrides(self) -> str:
+        return self.prefix + "overrides"
+
+    @property
+    def version(self) -> str:
+        return self.prefix + "version"
+
+    @property
+    def audit(self) -> str:
+        return self.prefix + "audit"
+
+    @property
+    def channel(self) -> str:
+        return self.prefix + "changes"
+
+    def edge(self, edge_id: str) -> str:
+        return f"{self.prefix}edge:{edge_id}"
+
+    @property
+    def edge_pattern(self) -> str:
+        return self.prefix + "edge:*"
+
+
+# -- state -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RawState:
+    """What one atomic read returns, still undecoded. ``definitions`` None: never pushed."""
+
+    version: int
+    definitions: bytes | None
+    overrides: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """A decoded state: the definitions document and the overrides, at one version."""
+
+    version: int
+    definitions: Mapping[str, Any]
+    overrides: Mapping[str, Override]
+
+
+def encode_override(ov: Override) -> bytes:
+    return orjson.dumps(ov.to_json())
+
+
+def decode_override(raw: bytes | str | Mapping[str, Any], path: str) -> Override:
+    """An Override from its JSON; DefinitionError (located at ``path``) when malformed."""
+    try:
+        data = orjson.loads(raw) if isinstance(raw, bytes | str) else raw
+    except orjson.JSONDecodeError as exc:
+        raise DefinitionError([Problem(path, f"invalid JSON: {exc}")]) from None
+    if not isinstance(data, Mapping):
+        raise DefinitionError([Problem(path, "an override is a JSON object")])
+    problems: list[Problem] = []
+    kind = data.get("kind")
+    if kind not in {k.value for k in OverrideKind}:
+        problems.append(Problem(f"{path}.kind", f"{kind!r} is not kill or rollout"))
+    variant = data.get("variant")
+    if variant is not None and not isinstance(variant, str):
+        problems.append(Problem(f"{path}.variant", "a variant name is a string"))
+    percent = data.get("percent")
+    if percent is not None and (isinstance(percent, bool) or not isinstance(percent, int | float)):
+        problems.append(Problem(f"{path}.percent", "a percentage is a number"))
+    unknown = sorted(set(data) - {"kind", "variant", "percent"})
+    if unknown:
+        problems.append(Problem(path, f"unknown field(s): {', '.join(unknown)}"))
+    if problems:
+        raise DefinitionError(problems)
+    return Override(OverrideKind(str(kind)), variant, None if percent is None else float(percent))
+
+
+def decode_state(raw: RawState) -> State:
+    """Decode every part; DefinitionError lists every problem (definitions and overrides).
+
+    Only shape is checked here; the engine (Snapshot.build) checks meaning."""
+    problems: list[Problem] = []
+    document: Any = None
+    if raw.definitions is None:
+        problems.append(Problem("definitions", "no definitions in Redis (push a file first)"))
+    else:
+        try:
+            document = orjson.loads(raw.definitions)
+        except orjson.JSONDecodeError as exc:
+            problems.append(Problem("definitions", f"invalid JSON: {exc}"))
+        else:
+            if not isinstance(document, dict):
+                problems.append(Problem("definitions", "the definitions are a JSON object"))
+    overrides: dict[str, Override] = {}
+    for key in sorted(raw.overrides):
+        try:
+            overrides[key] = decode_override(raw.overrides[key], f"overrides.{key}")
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DefinitionError(problems, f"version {raw.version}")
+    return State(raw.version, document, MappingProxyType(overrides))
+
+
+# -- change messages -----------------------------------------------------------------------
+
+
+class ChangeKind(StrEnum):
+    DEFINITIONS = "definitions"
+    OVERRIDE = "override"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMessage:
+    """A published change. For OVERRIDE, ``override`` None means the override was removed."""
+
+    version: int
+    kind: ChangeKind
+    key: str | None = None
+    override: Override | None = None
+
+    def to_json(self) -> bytes:
+        out: dict[str, Any] = {"version": self.version, "kind": str(self.kind)}
+        if self.kind is ChangeKind.OVERRIDE:
+            out["key"] = self.key
+            out["override"] = None if self.override is None else self.override.to_json()
+        return orjson.dumps(out)
+
+
+def decode_message(data: bytes) -> ChangeMessage | None:
+    """The message, or None when it cannot be trusted (the caller then reloads the state)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    version, kind = obj.get("version"), obj.get("kind")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return None
+    if kind == ChangeKind.DEFINITIONS:
+        return ChangeMessage(version, ChangeKind.DEFINITIONS)
+    key = obj.get("key")
+    if kind != ChangeKind.OVERRIDE or not isinstance(key, str):
+        return None
+    raw = obj.get("override")
+    if raw is None:
+        return ChangeMessage(version, ChangeKind.OVERRIDE, key, None)
+    try:
+        return ChangeMessage(version, ChangeKind.OVERRIDE, key, decode_override(raw, key))
+    except DefinitionError:
+        return None
+
+
+# -- writes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One atomic change, applied only if the store is still at ``expected`` version.
+
+    The new version is ``max(expected, floor) + 1``: ``floor`` (the highest version a live
+    edge reports) lets a push re-seed a Redis that restarted empty above what edges serve.
+    ``override`` is used for OVERRIDE writes (None removes); ``definitions`` for the other.
+    """
+
+    expected: int
+    kind: ChangeKind
+    actor: str
+    action: str
+    flag: str = ""
+    before: str = ""
+    after: str = ""
+    definitions: bytes = b""
+    override: Override | None = None
+    floor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """``ok`` False: the version had moved to ``version`` (validate again and retry)."""
+
+    ok: bool
+    version: int
+    ts_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What an edge reports about itself, every second and after every change it applies."""
+
+    id: str
+    host: str
+    pid: int
+    version: int
+    applied_at: float  # Unix seconds when ``version`` was installed
+    stale: bool  # serving a last-known-good file, or cut off from Redis
+    redis_version: int  # the version this edge last saw in Redis
+    error: str | None = None  # the last state it refused, and why
+    ts: float = 0.0
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "id": self.id,
+                "host": self.host,
+                "pid": self.pid,
+                "version": self.version,
+                "applied_at": self.applied_at,
+                "stale": self.stale,
+                "redis_version": self.redis_version,
+                "error": self.error,
+                "ts": self.ts,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Heartbeat | None:
+        try:
+            obj = orjson.loads(data)
+            return cls(
+                id=str(obj["id"]),
+                host=str(obj["host"]),
+                pid=int(obj["pid"]),
+                version=int(obj["version"]),
+                applied_at=float(obj["applied_at"]),
+                stale=bool(obj["stale"]),
+                redis_version=int(obj["redis_version"]),
+                error=None if obj.get("error") is None else str(obj["error"]),
+                ts=float(obj.get("ts", 0.0)),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+
+# -- the seam the edge uses ----------------------------------------------------------------
+
+
+class Resubscribed:
+    """A subscription was (re)confirmed after a reconnect: messages may have been missed."""
+
+    def __repr__(self) -> str:
+        return "RESUBSCRIBED"
+
+
+RESUBSCRIBED: Final = Resubscribed()
+
+
+class Subscription(Protocol):
+    async def next(self, timeout: float) -> bytes | Resubscribed | None:
+        """The next message, RESUBSCRIBED, or None after ``timeout`` seconds of quiet.
+        Raises StoreUnavailable when the connection is lost for good."""
+
+
+class Plane(Protocol):
+    """The asynchronous store an edge synchronises from (Redis, or the in-memory twin)."""
+
+    def subscribe(self) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        """Subscribe to the change channel; entered only once Redis confirmed it."""
+
+    async def load(self) -> RawState:
+        """Version, definitions and overrides, read atomically."""
+
+    async def version(self) -> int: ...
+
+    async def heartbeat(self, beat: Heartbeat) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# -- the in-memory twin --------------------------------------------------------------------
+
+
+class MemoryPlane:
+    """The store in a dict, with the Lua script's semantics, for unit tests of the sync.
+
+    ``down = True`` makes every call raise StoreUnavailable and ends open subscriptions, as
+    a Redis outage would; ``publish_raw`` injects any message (duplicates, gaps, garbage).
+    """
+
+    def __init__(self) -> None:
+        self.version_ = 0
+        self.definitions: bytes | None = None
+        self.overrides: dict[str, bytes] = {}
+        self.audit: list[dict[str, str]] = []
+        self.heartbeats: dict[str, Heartbeat] = {}
+        self._subscribers: set[asyncio.Queue[bytes | Resubscribed | None]] = set()
+        self._down = False
+        self.loads = 0
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self._down = value
+        if value:
+            for queue in self._subscribers:
+                queue.put_nowait(None)  # the connection dropped
+
+    def _check(self) -> None:
+        if self._down:
+            raise StoreUnavailable("memory plane is down")
+
+    def write(self, w: Write) -> WriteResult:
+        self._check()
+        if self.version_ != w.expected:
+            return WriteResult(False, self.version_)
+        reseeded = w.floor > self.version_
+        self.version_ = max(self.version_, w.floor) + 1
+        if w.kind is ChangeKind.DEFINITIONS:
+            self.definitions = w.definitions
+        elif w.override is None:
+            self.overrides.pop(w.flag, None)
+        else:
+            self.overrides[w.flag] = encode_override(w.override)
+        ts = int(time.time() * 1000)
+        self.audit.append(
+            {
+                "actor": w.actor,
+                "action": w.action,
+                "flag": w.flag,
+                "before": w.before,
+                "after": w.after,
+                "version": str(self.version_),
+                "ts": str(ts),
+            }
+        )
+        if reseeded or w.kind is ChangeKind.DEFINITIONS:
+            message = ChangeMessage(self.version_, ChangeKind.DEFINITIONS)
+        else:
+            message = ChangeMessage(self.version_, w.kind, w.flag, w.override)
+        self.publish_raw(message.to_json())
+        return WriteResult(True, self.version_, ts)
+
+    def publish_raw(self, data: bytes) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(data)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        self._check()
+        queue: asyncio.Queue[bytes | Resubscribed | None] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            yield _MemorySubscription(queue)
+        finally:
+            self._subscribers.discard(queue)
+
+    async def load(self) -> RawState:
+        self._check()
+        self.loads += 1
+        return RawState(self.version_, self.definitions, MappingProxyType(dict(self.overrides)))
+
+    async def version(self) -> int:
+        self._check()
+        return self.version_
+
+    async def heartbeat(self, beat: Heartbeat) -> None:
+        self._check()
+        self.heartbeats[beat.id] = beat
+
+    async def close(self) -> None:
+        pass
+
+
+class _MemorySubscription:
+    def __init__(self, queue: asyncio.Queue[bytes | Resubscribed | None]) -> None:
+        self._queue = queue
+
+    async def next(self, timeout: float) -> bytes | Resubscribed | None:
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if item is None:
+            raise StoreUnavailable("memory plane went down")
+        return item

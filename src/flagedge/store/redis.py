@@ -1,0 +1,469 @@
+"""The one seam to Redis: connections (URL, ACL, TLS, Sentinel), the atomic write script,
+the atomic read, pub/sub and heartbeats. Keys and messages are described in store/plane.py.
+
+    RedisPlane   asyncio, for edges (implements plane.Plane)
+    RedisAdmin   blocking, for the ops CLI: read, write (one Lua script), edges, audit
+
+Every failure to reach Redis becomes StoreUnavailable; a value of the wrong Redis type (a
+hand-made mess) becomes a DefinitionError, like any other corrupt data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry
+
+from ..errors import DefinitionError, Problem, StoreUnavailable
+from .plane import (
+    HEARTBEAT_TTL_MS,
+    RESUBSCRIBED,
+    ChangeKind,
+    Heartbeat,
+    Keys,
+    RawState,
+    Resubscribed,
+    Subscription,
+    Write,
+    WriteResult,
+    encode_override,
+)
+
+AUDIT_MAXLEN: Final = 10_000
+
+# One script per write: nothing can interleave between the version check and the publish,
+# so a message's version is exactly the state it describes. TIME makes the audit timestamp
+# the server's, so every writer's entries sort on one clock.
+WRITE_LUA: Final = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current ~= tonumber(ARGV[1]) then
+  return {0, string.format('%d', current), '0'}
+end
+local version = math.max(current, tonumber(ARGV[2])) + 1
+local v = string.format('%d', version)
+redis.call('SET', KEYS[1], v)
+local message
+if ARGV[3] == 'definitions' then
+  redis.call('SET', KEYS[2], ARGV[5])
+  message = '{"version":' .. v .. ',"kind":"definitions"}'
+else
+  local override = 'null'
+  if ARGV[5] == '' then
+    redis.call('HDEL', KEYS[3], ARGV[4])
+  else
+    redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+    override = ARGV[5]
+  end
+  message = '{"version":' .. v .. ',"kind":"override","key":' .. cjson.encode(ARGV[4])
+    .. ',"override":' .. override .. '}'
+end
+if version ~= current + 1 then
+  -- Re-seeded above the edges (floor): this state is no small step from theirs.
+  message = '{"version":' .. v .. ',"kind":"definitions"}'
+end
+local now = redis.call('TIME')
+local ts = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[11], '*',
+  'actor', ARGV[7], 'action', ARGV[8], 'flag', ARGV[4],
+  'before', ARGV[9], 'after', ARGV[10], 'version', v, 'ts', ts)
+redis.call('PUBLISH', ARGV[6], message)
+return {1, v, ts}
+"""
+
+
+# -- where Redis is --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A Redis to connect to: a ``redis://``/``rediss://``/``unix://`` URL, or Sentinel.
+
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/DB]`` names a
+    Sentinel group; the user and password are the data nodes' (ACL), and are also offered to
+    the sentinels unless FLAGEDGE_SENTINEL_PASSWORD sets theirs.
+    """
+
+    url: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __str__(self) -> str:
+        if self.sentinels:
+            hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+            return f"sentinel {hosts} master {self.master}"
+        parts = urlsplit(self.url or "")
+        host = parts.hostname or parts.path
+        return f"{parts.scheme}://{host}{'' if parts.port is None else f':{parts.port}'}"
+
+
+def _hosts(spec: str) -> tuple[tuple[str, int], ...]:
+    out = []
+    for item in spec.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{item.strip()!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    return tuple(out)
+
+
+def parse_target(url: str, sentinel: str | None = None, master: str | None = None) -> Target:
+    """``--redis URL`` plus optional ``--sentinel h:p,... --sentinel-master NAME``;
+    ValueError with a readable message when they make no sense."""
+    if sentinel:
+        if not master:
+            raise ValueError("--sentinel needs --sentinel-master NAME")
+        parts = urlsplit(url) if url else None
+        return Target(
+            sentinels=_hosts(sentinel),
+            master=master,
+            username=unquote(parts.username) if parts and parts.username else None,
+            password=unquote(parts.password) if parts and parts.password else None,
+            db=int(parts.path.strip("/") or 0) if parts and parts.path.strip("/") else 0,
+        )
+    if url.startswith("redis+sentinel://"):
+        rest = url[len("redis+sentinel://") :]
+        credentials, _, rest = rest.rpartition("@")
+        hosts, _, path = rest.partition("/")
+        names = [p for p in path.split("/") if p]
+        if not names:
+            raise ValueError("a redis+sentinel:// URL ends with /MASTER_NAME")
+        user, _, password = credentials.partition(":")
+        return Target(
+            sentinels=_hosts(hosts),
+            master=names[0],
+            username=unquote(user) or None,
+            password=unquote(password) or None,
+            db=int(names[1]) if len(names) > 1 else 0,
+        )
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"{url!r} is not a redis://, rediss://, unix:// or redis+sentinel:// URL")
+    return Target(url=url)
+
+
+_TIMEOUTS: Final = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
+
+def _sentinel_kwargs(target: Target) -> dict[str, Any]:
+    password = os.environ.get("FLAGEDGE_SENTINEL_PASSWORD") or target.password
+    kwargs: dict[str, Any] = dict(_TIMEOUTS)
+    if password:
+        kwargs["password"] = password
+        if target.username and not os.environ.get("FLAGEDGE_SENTINEL_PASSWORD"):
+            kwargs["username"] = target.username
+    return kwargs
+
+
+def async_client(target: Target) -> redis.asyncio.Redis:
+    # One quick retry covers a pooled connection that died with a restarted Redis; longer
+    # outages surface at once so that the synchroniser's own backoff (with jitter) decides.
+    common: dict[str, Any] = {**_TIMEOUTS, "retry": Retry(NoBackoff(), 1), **target.options}
+    if target.sentinels:
+        group = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(target.sentinels),
+            sentinel_kwargs=_sentinel_kwargs(target),
+            username=target.username,
+            password=target.password,
+            db=target.db,
+            **common,
+        )
+        client: redis.asyncio.Redis = group.master_for(target.master)
+        return client
+    assert target.url is not None
+    return redis.asyncio.Redis.from_url(target.url, **common)
+
+
+def sync_client(target: Target) -> redis.Redis:
+    common: dict[str, Any] = {**_TIMEOUTS, "retry": Retry(NoBackoff(), 1), **target.options}
+    if target.sentinels:
+        group = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(target.sentinels),
+            sentinel_kwargs=_sentinel_kwargs(target),
+            username=target.username,
+            password=target.password,
+            db=target.db,
+            **common,
+        )
+        sync: redis.Redis = group.master_for(target.master)  # type: ignore[no-untyped-call]
+        return sync
+    assert target.url is not None
+    return redis.Redis.from_url(target.url, **common)
+
+
+def _unavailable(target: Target, exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"Redis at {target} is unreachable: {exc}")
+
+
+def _raw_state(version: Any, definitions: Any, overrides: Any) -> RawState:
+    """Build a RawState from a MULTI's replies; a wrong-type key is corrupt data."""
+    problems = [
+        Problem(name, f"holds the wrong Redis type: {reply}")
+        for name, reply in (
+            ("version", version),
+            ("definitions", definitions),
+            ("overrides", overrides),
+        )
+        if isinstance(reply, ResponseError)
+    ]
+    try:
+        number = int(version or 0)
+    except (TypeError, ValueError):
+        number = 0
+        problems.append(Problem("version", f"{version!r} is not an integer"))
+    if problems:
+        raise DefinitionError(problems, "Redis")
+    decoded = {
+        (k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v
+        for k, v in (overrides or {}).items()
+    }
+    return RawState(number, definitions, MappingProxyType(decoded))
+
+
+# -- the edge's side (asyncio) -------------------------------------------------------------
+
+
+class RedisPlane:
+    """plane.Plane on a real Redis."""
+
+    def __init__(self, target: Target, env: str, *, client: redis.asyncio.Redis | None = None):
+        self.target = target
+        self.keys = Keys(env)
+        self._client = client or async_client(target)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        pubsub = self._client.pubsub()
+        try:
+            try:
+                await pubsub.subscribe(self.keys.channel)
+                # Wait for Redis to confirm: only then can a full load miss nothing.
+                while True:
+                    message = await pubsub.get_message(timeout=_TIMEOUTS["socket_timeout"])
+                    if message is None:
+                        raise StoreUnavailable(f"Redis at {self.target} did not confirm SUBSCRIBE")
+                    if message["type"] == "subscribe":
+                        break
+            except (RedisError, OSError) as exc:
+                raise _unavailable(self.target, exc) from exc
+            yield _RedisSubscription(pubsub, self.target)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def load(self) -> RawState:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.get(self.keys.version)
+                pipe.get(self.keys.definitions)
+                pipe.hgetall(self.keys.overrides)
+                replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(self.target, exc) from exc
+        return _raw_state(*replies)
+
+    async def version(self) -> int:
+        try:
+            raw = await self._client.get(self.keys.version)
+        except ResponseError:
+            return 0
+        except (RedisError, OSError) as exc:
+            raise _unavailable(self.target, exc) from exc
+        try:
+            return int(raw or 0)
+        except ValueError:
+            return 0
+
+    async def heartbeat(self, beat: Heartbeat) -> None:
+        try:
+            await self._client.set(self.keys.edge(beat.id), beat.to_json(), px=HEARTBEAT_TTL_MS)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(self.target, exc) from exc
+
+    async def remove_heartbeat(self, edge_id: str) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.delete(self.keys.edge(edge_id))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
+
+
+class _RedisSubscription:
+    def __init__(self, pubsub: Any, target: Target) -> None:
+        self._pubsub = pubsub
+        self._target = target
+
+    async def next(self, timeout: float) -> bytes | Resubscribed | None:
+        try:
+            message = await self._pubsub.get_message(timeout=max(0.0, timeout))
+        except (RedisError, OSError) as exc:
+            raise _unavailable(self._target, exc) from exc
+        if message is None:
+            return None
+        if message["type"] == "subscribe":
+            # redis-py reconnected and resubscribed on its own: something may be lost.
+            return RESUBSCRIBED
+        if message["type"] == "message":
+            data: bytes = message["data"]
+            return data
+        return None
+
+
+# -- the ops side (blocking) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: str
+    ts_ms: int
+    version: int
+    actor: str
+    action: str
+    flag: str
+    before: str
+    after: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ts": self.ts_ms,
+            "version": self.version,
+            "actor": self.actor,
+            "action": self.action,
+            "flag": self.flag,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+class RedisAdmin:
+    """What the ops CLI needs from Redis, blocking."""
+
+    def __init__(self, target: Target, env: str, *, client: redis.Redis | None = None) -> None:
+        self.target = target
+        self.keys = Keys(env)
+        self._client = client or sync_client(target)
+        self._write = self._client.register_script(WRITE_LUA)
+
+    @contextlib.contextmanager
+    def _calls(self) -> Iterator[None]:
+        try:
+            yield
+        except ResponseError:
+            raise
+        except (RedisError, OSError) as exc:
+            raise _unavailable(self.target, exc) from exc
+
+    def read(self) -> RawState:
+        with self._calls():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.get(self.keys.version)
+            pipe.get(self.keys.definitions)
+            pipe.hgetall(self.keys.overrides)
+            replies = pipe.execute(raise_on_error=False)
+        return _raw_state(*replies)
+
+    def version(self) -> int:
+        with self._calls():
+            raw = self._client.get(self.keys.version)
+        try:
+            return int(raw or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    def write(self, w: Write) -> WriteResult:
+        if w.kind is ChangeKind.DEFINITIONS:
+            value = w.definitions
+        else:
+            value = b"" if w.override is None else encode_override(w.override)
+        k = self.keys
+        with self._calls():
+            ok, version, ts = self._write(
+                keys=[k.version, k.definitions, k.overrides, k.audit],
+                args=[
+                    w.expected,
+                    w.floor,
+                    str(w.kind),
+                    w.flag,
+                    value,
+                    k.channel,
+                    w.actor,
+                    w.action,
+                    w.before,
+                    w.after,
+                    AUDIT_MAXLEN,
+                ],
+            )
+        return WriteResult(bool(int(ok)), int(version), int(ts))
+
+    def edges(self) -> list[Heartbeat]:
+        """Every live edge's latest heartbeat (expired ones are gone), sorted by id."""
+        with self._calls():
+            names = list(self._client.scan_iter(match=self.keys.edge_pattern, count=1000))
+            values: Sequence[Any] = self._client.mget(names) if names else []
+        beats = [Heartbeat.from_json(v) for v in values if v is not None]
+        return sorted((b for b in beats if b is not None), key=lambda b: b.id)
+
+    def audit(self, limit: int, flag: str | None = None) -> list[AuditEntry]:
+        """The newest ``limit`` entries (for ``flag`` only, when given), newest first."""
+        out: list[AuditEntry] = []
+        start = "+"
+        with self._calls():
+            while len(out) < limit:
+                page = self._client.xrevrange(self.keys.audit, max=start, min="-", count=500)
+                if not page:
+                    break
+                for entry_id, fields in page:
+                    entry = _audit_entry(entry_id, fields)
+                    if flag is None or entry.flag == flag:
+                        out.append(entry)
+                        if len(out) == limit:
+                            break
+                if len(page) < 500:
+                    break
+                start = "(" + _text(page[-1][0])
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _audit_entry(entry_id: Any, fields: Mapping[Any, Any] | None) -> AuditEntry:
+    f = {_text(k): _text(v) for k, v in (fields or {}).items()}
+
+    def number(name: str) -> int:
+        try:
+            return int(f.get(name, "0"))
+        except ValueError:
+            return 0
+
+    return AuditEntry(
+        id=_text(entry_id),
+        ts_ms=number("ts"),
+        version=number("version"),
+        actor=f.get("actor", ""),
+        action=f.get("action", ""),
+        flag=f.get("flag", ""),
+        before=f.get("before", ""),
+        after=f.get("after", ""),
+    )

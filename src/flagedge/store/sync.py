@@ -1,0 +1,461 @@
+"""The edge synchroniser: keeps a SnapshotHolder on the latest valid state in the store.
+
+    connect ─► SUBSCRIBE (confirmed) ─► full load ─► install ─► messages, in order:
+        override at exactly current+1            with_overrides (no recompile), install
+        version <= current                       ignored (duplicate, or older)
+        anything else newer, a gap, definitions,
+        an unreadable message, a resubscribe,
+        a periodic version check that differs    full load
+    connection lost ─► keep serving, back off (exponential, jittered), connect again
+
+Rules it never breaks:
+- It never installs a version older than the one serving. A store that is *behind* (Redis
+  restarted empty, or lost its last writes) is reported as ``redis_behind``; the edge keeps
+  its newer state until the store moves past it (``flagedge push`` re-seeds above every
+  live edge's version).
+- Corrupt data (bad JSON, invalid definitions, an override naming no variant) is refused:
+  logged with every problem, reported in the heartbeat and /readyz, and the last good
+  snapshot keeps serving.
+- Every applied state is written to a last-known-good file (temp file, fsync, rename). An
+  edge that starts while the store is unreachable serves that file, marked stale, and
+  converges once the store answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from ..engine import Snapshot
+from ..errors import DefinitionError, Problem, StoreUnavailable
+from ..hashing import Scheme
+from ..model import OverrideKind
+from ..snapshot import SnapshotHolder
+from .plane import (
+    RESUBSCRIBED,
+    ChangeKind,
+    Heartbeat,
+    Plane,
+    RawState,
+    decode_message,
+    decode_state,
+)
+
+log = logging.getLogger("flagedge.sync")
+
+
+def build_snapshot(raw: RawState, fractional: Scheme | str = Scheme.V3) -> Snapshot:
+    """Decode and compile a raw state; DefinitionError lists every problem."""
+    state = decode_state(raw)
+    return Snapshot.build(
+        state.definitions,
+        version=state.version,
+        fractional=fractional,
+        overrides=state.overrides,
+    )
+
+
+def _summary(exc: DefinitionError) -> str:
+    first = "; ".join(str(p) for p in exc.problems[:3])
+    more = f" (+{len(exc.problems) - 3} more)" if len(exc.problems) > 3 else ""
+    return f"{first}{more}"
+
+
+# -- last known good -----------------------------------------------------------------------
+
+
+def write_lkg(path: Path, env: str, raw: RawState) -> None:
+    """Write ``raw`` to ``path`` atomically: a reader sees the old file or the new one."""
+    body = orjson.dumps(
+        {
+            "env": env,
+            "version": raw.version,
+            "definitions": (raw.definitions or b"").decode("utf-8", "replace"),
+            "overrides": {k: v.decode("utf-8", "replace") for k, v in raw.overrides.items()},
+            "written_at": time.time(),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The pid keeps workers sharing one file from writing through each other's temp file.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temp, "wb") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_lkg(path: Path, env: str) -> RawState:
+    """The state saved in ``path``; DefinitionError when it is missing, foreign or damaged."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise DefinitionError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
+    except orjson.JSONDecodeError as exc:
+        raise DefinitionError([Problem("", f"{path} is not JSON: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise DefinitionError([Problem("", f"{path} is not a last-known-good file")])
+    if data.get("env") != env:
+        raise DefinitionError(
+            [Problem("env", f"{path} holds environment {data.get('env')!r}, not {env!r}")]
+        )
+    version, definitions, overrides = (
+        data.get("version"),
+        data.get("definitions"),
+        data.get("overrides"),
+    )
+    if not isinstance(version, int) or not isinstance(definitions, str):
+        raise DefinitionError([Problem("", f"{path} lacks a version or definitions")])
+    if not isinstance(overrides, dict) or not all(isinstance(v, str) for v in overrides.values()):
+        raise DefinitionError([Problem("overrides", f"{path} has malformed overrides")])
+    return RawState(
+        version,
+        definitions.encode(),
+        MappingProxyType({str(k): v.encode() for k, v in overrides.items()}),
+    )
+
+
+# -- the synchroniser ----------------------------------------------------------------------
+
+
+class EdgeSync:
+    """Runs for the life of an edge; see the module docstring for what it guarantees."""
+
+    def __init__(
+        self,
+        plane: Plane,
+        holder: SnapshotHolder,
+        *,
+        env: str,
+        edge_id: str,
+        lkg_path: Path | None = None,
+        fractional: Scheme | str = Scheme.V3,
+        check_interval: float = 2.0,
+        heartbeat_interval: float = 1.0,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 5.0,
+    ) -> None:
+        self.plane = plane
+        self.holder = holder
+        self.env = env
+        self.edge_id = edge_id
+        self.lkg_path = lkg_path
+        self.fractional = fractional
+        self.check_interval = check_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+
+        self.connected = False
+        self.source = "none"  # "redis", "lkg" or "none": where the serving state came from
+        self.redis_version = 0  # the latest version seen in the store
+        self.redis_behind = False
+        self.error: str | None = None
+        self.applied_at = 0.0
+        self.reloads = 0
+        self._raw: RawState | None = None  # the serving state as stored (for the LKG file)
+        self._rejected: int | None = None  # the store version last refused
+        self._first_try = asyncio.Event()
+        self._beat_now = asyncio.Event()
+        self._lkg_dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session_ok = False  # the current session got as far as a confirmed SUBSCRIBE
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self, wait: float = 3.0) -> None:
+        """Start synchronising; return once the first state is installed, or after ``wait``
+        seconds without one, having fallen back to the last-known-good file if there is one."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._run(), name="flagedge-sync"),
+            loop.create_task(self._heartbeats(), name="flagedge-heartbeat"),
+            loop.create_task(self._lkg_writer(), name="flagedge-lkg"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_try.wait(), wait)
+        if self.holder.current is None and self.lkg_path is not None:
+            await self._install_lkg(self.lkg_path)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        remove = getattr(self.plane, "remove_heartbeat", None)
+        if remove is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(remove(self.edge_id), 1.0)
+        await self.plane.close()
+
+    @property
+    def version(self) -> int:
+        snap = self.holder.current
+        return 0 if snap is None else snap.version
+
+    @property
+    def stale(self) -> bool:
+        """Serving state the store has not confirmed: a last-known-good file, or any state
+        while the store is unreachable."""
+        return self.holder.current is not None and (self.source != "redis" or not self.connected)
+
+    def status(self) -> dict[str, Any]:
+        """What /readyz reports."""
+        return {
+            "env": self.env,
+            "edge": self.edge_id,
+            "version": self.version,
+            "source": self.source,
+            "stale": self.stale,
+            "connected": self.connected,
+            "redis_version": self.redis_version,
+            "redis_behind": self.redis_behind,
+            "error": self.error,
+        }
+
+    def heartbeat(self) -> Heartbeat:
+        host = self.edge_id.partition("/")[0]
+        return Heartbeat(
+            id=self.edge_id,
+            host=host or socket.gethostname(),
+            pid=os.getpid(),
+            version=self.version,
+            applied_at=self.applied_at,
+            stale=self.stale,
+            redis_version=self.redis_version,
+            error=self.error,
+            ts=time.time(),
+        )
+
+    # -- the connection loop ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._session()
+            except StoreUnavailable as exc:
+                if self.connected or failures == 0:
+                    log.warning(
+                        "Redis unavailable (%s); still serving version %d%s, reconnecting",
+                        exc,
+                        self.version,
+                        " (stale)" if self.holder.current is not None else "",
+                    )
+                self.connected = False
+                self._first_try.set()
+                if self._session_ok:
+                    failures = 0
+                delay = min(self.backoff_cap, self.backoff_base * 2**failures)
+                failures += 1
+                # Jitter, so that a fleet of edges does not reconnect in lockstep.
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+            except Exception:  # a bug: log it, never stop serving
+                log.exception("synchroniser failed; restarting it")
+                self.connected = False
+                self._first_try.set()
+                await asyncio.sleep(self.backoff_cap)
+
+    async def _session(self) -> None:
+        self._session_ok = False
+        loop = asyncio.get_running_loop()
+        async with self.plane.subscribe() as sub:
+            if not self.connected:
+                log.info("subscribed to Redis changes for env %r", self.env)
+            self.connected = True
+            self._session_ok = True
+            await self._reload("subscribed")
+            self._first_try.set()
+            next_check = loop.time() + self.check_interval
+            while True:
+                item = await sub.next(max(0.0, next_check - loop.time()))
+                if item is RESUBSCRIBED:
+                    await self._reload("resubscribed")
+                elif isinstance(item, bytes):
+                    await self._on_message(item)
+                if loop.time() >= next_check:
+                    version = await self.plane.version()
+                    if version != self.version and version != self._rejected:
+                        await self._reload(f"periodic check saw version {version}")
+                    elif version < self.version:
+                        self._note_behind(version)
+                    next_check = loop.time() + self.check_interval
+
+    async def _on_message(self, data: bytes) -> None:
+        message = decode_message(data)
+        if message is None:
+            log.warning("unreadable change message %r; reloading the full state", data[:200])
+            await self._reload("unreadable message")
+            return
+        self.redis_version = max(self.redis_version, message.version)
+        current = self.holder.current
+        if current is not None and message.version <= current.version:
+            return  # a duplicate, or older than what serves: already covered
+        if (
+            message.kind is ChangeKind.OVERRIDE
+            and current is not None
+            and message.version == current.version + 1
+            and self.source == "redis"
+            and not self.redis_behind
+            and self._raw is not None
+            and message.key is not None
+        ):
+            try:
+                snap = current.with_overrides({message.key: message.override}, message.version)
+            except DefinitionError:
+                await self._reload("override did not apply")  # the reload reports why
+                return
+            overrides = dict(self._raw.overrides)
+            if message.override is None:
+                overrides.pop(message.key, None)
+            else:
+                overrides[message.key] = orjson.dumps(message.override.to_json())
+            raw = RawState(message.version, self._raw.definitions, MappingProxyType(overrides))
+            self._install(snap, raw, "redis", message.key, message.override is not None)
+            return
+        await self._reload(f"message for version {message.version}")
+
+    def _note_behind(self, version: int) -> None:
+        if not self.redis_behind:
+            log.warning(
+                "Redis is at version %d, behind the version %d this edge serves; keeping ours "
+                "until Redis moves past it (flagedge push re-seeds it)",
+                version,
+                self.version,
+            )
+        self.redis_behind = True
+        self._beat_now.set()
+
+    async def _reload(self, why: str) -> None:
+        raw = await self.plane.load()
+        self.reloads += 1
+        self.redis_version = raw.version
+        current = self.holder.current
+        if current is not None and raw.version < current.version:
+            self._note_behind(raw.version)
+            return
+        was_behind, self.redis_behind = self.redis_behind, False
+        if was_behind:
+            log.info("Redis caught up: version %d", raw.version)
+        elif current is not None and raw.version == current.version and self.source == "redis":
+            return
+        if raw.version == self._rejected:
+            return  # refused already; said so then
+        try:
+            snap = await asyncio.to_thread(build_snapshot, raw, self.fractional)
+        except DefinitionError as exc:
+            self._reject(raw.version, exc)
+            return
+        self._install(snap, raw, "redis", None, False, why)
+
+    def _reject(self, version: int, exc: DefinitionError) -> None:
+        self._rejected = version
+        self.error = f"version {version} refused: {_summary(exc)}"
+        log.error(
+            "refused Redis state version %d: %d problem(s); still serving version %d",
+            version,
+            len(exc.problems),
+            self.version,
+        )
+        for problem in exc.problems:
+            log.error("  %s", problem)
+        self._beat_now.set()
+
+    def _install(
+        self,
+        snap: Snapshot,
+        raw: RawState,
+        source: str,
+        key: str | None,
+        set_override: bool,
+        why: str = "",
+    ) -> None:
+        changed = self.holder.install(snap)
+        if self.holder.current is not snap:
+            return  # something newer is serving
+        self.source = source
+        self._raw = raw
+        self.applied_at = time.time()
+        self.error = None
+        self._rejected = None
+        self._beat_now.set()
+        if source == "redis":
+            self._lkg_dirty.set()
+        if key is not None:
+            ov = snap.overrides.get(key)
+            what = (
+                f"{ov.kind}{'' if ov.variant is None else ' ' + ov.variant}"
+                f"{' ' + format(ov.percent, 'g') + '%' if ov.kind is OverrideKind.ROLLOUT else ''}"
+                if set_override and ov is not None
+                else "removed"
+            )
+            log.info("applied version %d: override on %s %s", snap.version, key, what)
+        else:
+            log.info(
+                "applied version %d from %s (%s): %d flag(s), %d changed",
+                snap.version,
+                source,
+                why or "load",
+                len(snap.keys),
+                len(changed),
+            )
+
+    async def _install_lkg(self, path: Path) -> None:
+        try:
+            raw = read_lkg(path, self.env)
+            snap = await asyncio.to_thread(build_snapshot, raw, self.fractional)
+        except DefinitionError as exc:
+            log.error("no last-known-good state to serve: %s", _summary(exc))
+            return
+        if self.holder.current is not None:
+            return  # Redis answered meanwhile
+        self._install(snap, raw, "lkg", None, False, f"last-known-good file {path}")
+        log.warning(
+            "serving STALE last-known-good state version %d from %s until Redis answers",
+            snap.version,
+            path,
+        )
+
+    # -- background duties --------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), self.heartbeat_interval)
+            self._beat_now.clear()
+            with contextlib.suppress(StoreUnavailable):
+                await self.plane.heartbeat(self.heartbeat())
+
+    async def _lkg_writer(self) -> None:
+        if self.lkg_path is None:
+            return
+        path = self.lkg_path
+        while True:
+            await self._lkg_dirty.wait()
+            self._lkg_dirty.clear()
+            raw = self._raw
+            if raw is None or self.source != "redis":
+                continue
+            try:
+                await asyncio.to_thread(write_lkg, path, self.env, raw)
+            except OSError as exc:
+                log.error("cannot write last-known-good file %s: %s", path, exc)
+            # Coalesce bursts: one write per 50 ms at most, always of the newest state.
+            await asyncio.sleep(0.05)
