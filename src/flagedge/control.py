@@ -103,8 +103,9 @@ def _flag_definition(doc: Mapping[str, Any], flag: str) -> Mapping[str, Any]:
     flags = doc.get("flags")
     definition = flags.get(flag) if isinstance(flags, dict) else None
     if not isinstance(definition, dict):
-        known = ", ".join(sorted(flags)) if isinstance(flags, dict) else ""
-        raise _Refused(f"no flag named {flag!r}", problems=(Problem(f"flags.{flag}", known),))
+        known = ", ".join(sorted(flags)) if isinstance(flags, dict) else "none"
+        problem = Problem(f"flags.{flag}", f"not defined (defined: {known})")
+        raise _Refused(f"no flag named {flag!r}", problems=(problem,))
     return definition
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
@@ -23,6 +23,7 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
@@ -265,34 +266,44 @@ class RedisPlane:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def load(self) -> RawState:
+    async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``command``; after a connection error, once more on fresh connections (after a
+        Redis restart or a CLIENT KILL every pooled connection is dead at once)."""
         try:
+            return await command()
+        except (RedisConnectionError, OSError):
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect(inuse_connections=False)
+        except RedisError as exc:
+            raise _unavailable(self.target, exc) from exc
+        try:
+            return await command()
+        except (RedisError, OSError) as exc:
+            raise _unavailable(self.target, exc) from exc
+
+    async def load(self) -> RawState:
+        async def read() -> list[Any]:
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.get(self.keys.version)
                 pipe.get(self.keys.definitions)
                 pipe.hgetall(self.keys.overrides)
-                replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            raise _unavailable(self.target, exc) from exc
-        return _raw_state(*replies)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+                return replies
+
+        return _raw_state(*await self._call(read))
 
     async def version(self) -> int:
         try:
-            raw = await self._client.get(self.keys.version)
-        except ResponseError:
-            return 0
-        except (RedisError, OSError) as exc:
-            raise _unavailable(self.target, exc) from exc
-        try:
+            raw = await self._call(lambda: self._client.get(self.keys.version))
             return int(raw or 0)
-        except ValueError:
-            return 0
+        except (ValueError, StoreUnavailable) as exc:
+            if isinstance(exc, StoreUnavailable) and not isinstance(exc.__cause__, ResponseError):
+                raise
+            return 0  # a wrong type or a non-number: the full load reports it
 
     async def heartbeat(self, beat: Heartbeat) -> None:
-        try:
-            await self._client.set(self.keys.edge(beat.id), beat.to_json(), px=HEARTBEAT_TTL_MS)
-        except (RedisError, OSError) as exc:
-            raise _unavailable(self.target, exc) from exc
+        key, value = self.keys.edge(beat.id), beat.to_json()
+        await self._call(lambda: self._client.set(key, value, px=HEARTBEAT_TTL_MS))
 
     async def remove_heartbeat(self, edge_id: str) -> None:
         with contextlib.suppress(RedisError, OSError):

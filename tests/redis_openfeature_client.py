@@ -1,0 +1,45 @@
+"""A child process for test_redis_cluster: the OpenFeature SDK with the flagd provider (RPC
+mode) on one edge, port argv[1], reading boolean flag argv[2].
+
+Protocol on stdout, one JSON object a line: the flag's details once the provider is ready;
+then, after the first configuration_change event, the changed keys and fresh details.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+
+from openfeature import api
+from openfeature.contrib.provider.flagd import FlagdProvider
+from openfeature.contrib.provider.flagd.config import ResolverType
+from openfeature.event import EventDetails, ProviderEvent
+
+
+def main() -> None:
+    port, flag = int(sys.argv[1]), sys.argv[2]
+    changes: queue.Queue[list[str]] = queue.Queue()
+
+    def on_change(event: EventDetails) -> None:
+        changes.put(list(event.flags_changed or []))
+
+    api.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, on_change)
+    api.set_provider_and_wait(
+        FlagdProvider(host="127.0.0.1", port=port, resolver_type=ResolverType.RPC, deadline_ms=5000)
+    )
+    client = api.get_client()
+
+    def details() -> dict[str, object]:
+        d = client.get_boolean_details(flag, True)
+        reason = d.reason.value if hasattr(d.reason, "value") else d.reason
+        return {"value": d.value, "variant": d.variant, "reason": str(reason)}
+
+    print(json.dumps(details()), flush=True)
+    changed = changes.get(timeout=60)
+    print(json.dumps({"changed": sorted(changed), "after": details()}), flush=True)
+    api.shutdown()
+
+
+if __name__ == "__main__":
+    main()
