@@ -449,6 +449,9 @@ class EdgeSync:
         path = self.lkg_path
         while True:
             await self._lkg_dirty.wait()
+            # Debounce: let the change reach clients first (the write and its fsync cost
+            # CPU right when the poll traffic for a flip peaks), and fold bursts into one.
+            await asyncio.sleep(0.02)
             self._lkg_dirty.clear()
             raw = self._raw
             if raw is None or self.source != "redis":
@@ -457,5 +460,3 @@ class EdgeSync:
                 await asyncio.to_thread(write_lkg, path, self.env, raw)
             except OSError as exc:
                 log.error("cannot write last-known-good file %s: %s", path, exc)
-            # Coalesce bursts: one write per 50 ms at most, always of the newest state.
-            await asyncio.sleep(0.05)

@@ -1,0 +1,338 @@
+"""Propagation latency of the Redis control plane: from a write until each edge answers it.
+
+    python -m benchmarks.propagation                   # 3 edges, 200 flips idle + 200 loaded
+    python -m benchmarks.propagation --edges 5 --flips 500 --load-rate 4000
+
+What it starts (loopback only, every process bounded and stopped at the end): one
+redis-server on a free port in a temporary directory, N ``flagedge serve --redis`` edges, one
+poller process, and (for the loaded run) one load process.
+
+A flip is one control-plane write: a kill switch forcing ``switch`` to ``off`` (value False),
+then its removal (value True), alternately; the write is the same one Lua script the CLI
+runs (RedisAdmin.write; the CLI's validation happens before it and is not timed). The clock
+starts just before the write and stops when the poller, which calls Evaluate on every edge
+back to back over gRPC, first sees the new value there. Times come from CLOCK_MONOTONIC,
+which every process on the machine shares. A measurement includes up to one poll round trip;
+the poller polls only while a flip is armed (from 1 ms before the write until every edge
+has answered it) and sleeps otherwise, so that in the idle run the edges serve nothing else;
+the next flip follows after a small random gap.
+
+The loaded run adds a load process calling Evaluate on every edge at --load-rate calls/s in
+total (open loop), so the edges are serving while the changes arrive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any
+
+FLAG = "switch"
+SERVING = re.compile(r"serving gRPC on [^ ]+:(\d+), management")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _document() -> dict[str, Any]:
+    from benchmarks.workloads import mixed_doc
+
+    doc = mixed_doc(200)
+    doc["flags"][FLAG] = {
+        "state": "ENABLED",
+        "variants": {"on": True, "off": False},
+        "defaultVariant": "on",
+    }
+    return doc
+
+
+# -- child processes -----------------------------------------------------------------------
+
+
+def _poller(
+    ports: Sequence[int], seen: Any, stamps: Any, flips: int, armed: Any, stop: Any
+) -> None:
+    """Evaluate ``switch`` on every edge back to back while a flip is armed; stamp the first
+    answer that shows each flip. Between flips it sleeps, so the edges are otherwise idle."""
+    import grpc
+
+    from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
+
+    request = pb.EvaluateRequest(flag_key=FLAG).SerializeToString()
+
+    async def poll(i: int, port: int) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(
+                "/flagedge.v1.Evaluation/Evaluate",
+                request_serializer=None,
+                response_deserializer=pb.EvaluateResponse.FromString,
+            )
+            last = (await call(request, timeout=5)).result.value.bool_value
+            seen[i] = 0  # ready: the value before the first flip is known
+            while not stop.value:
+                k = seen[i]
+                if armed.value != k or k >= flips:
+                    await asyncio.sleep(0.0002)
+                    continue
+                value = (await call(request, timeout=5)).result.value.bool_value
+                if value != last:
+                    stamps[i * flips + k] = time.monotonic_ns()
+                    seen[i] = k + 1
+                    last = value
+
+    async def main() -> None:
+        await asyncio.gather(*(poll(i, p) for i, p in enumerate(ports)))
+
+    asyncio.run(main())
+
+
+def _load(ports: Sequence[int], rate: float, stop: Any, done: Any) -> None:
+    """Open-loop Evaluate calls at ``rate`` per second over all edges."""
+    import grpc
+
+    from benchmarks.workloads import mixed_context, mixed_specs
+    from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
+
+    key = next(s.key for s in mixed_specs(200) if s.kind == "targeted")
+    request = pb.EvaluateRequest(flag_key=key)
+    request.context.update(mixed_context())
+    payload = request.SerializeToString()
+
+    async def main() -> None:
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]
+        calls = [
+            c.unary_unary("/flagedge.v1.Evaluation/Evaluate", request_serializer=None)
+            for c in channels
+        ]
+        pending: set[asyncio.Task[Any]] = set()
+        interval = 1.0 / rate
+        start = time.monotonic()
+        n = 0
+        while not stop.value:
+            n += 1
+            target = start + n * interval
+            delay = target - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.ensure_future(calls[n % len(calls)](payload, timeout=5))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            done.value += 1
+        await asyncio.gather(*pending, return_exceptions=True)
+        for c in channels:
+            await c.close()
+
+    asyncio.run(main())
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def _measure(admin: Any, ports: list[int], flips: int, load_rate: float) -> dict[str, Any]:
+    from flagedge.model import Override, OverrideKind
+    from flagedge.store.plane import ChangeKind, Write
+
+    ctx = multiprocessing.get_context("spawn")
+    n = len(ports)
+    seen = ctx.Array("i", [-1] * n, lock=False)
+    stamps = ctx.Array("q", n * flips, lock=False)
+    armed: Synchronized[int] = ctx.Value("i", -1, lock=False)  # type: ignore[assignment]
+    stop: Synchronized[int] = ctx.Value("i", 0, lock=False)  # type: ignore[assignment]
+    done: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
+    poller = ctx.Process(
+        target=_poller, args=(ports, seen, stamps, flips, armed, stop), daemon=True
+    )
+    poller.start()
+    loader = None
+    if load_rate > 0:
+        loader = ctx.Process(target=_load, args=(ports, load_rate, stop, done), daemon=True)
+        loader.start()
+    deadline = time.monotonic() + 30
+    while any(seen[e] < 0 for e in range(n)):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the poller did not start")
+        time.sleep(0.01)
+    time.sleep(1.0)  # the load (if any) settles
+    started: list[int] = []
+    killed = Override(OverrideKind.KILL, "off")
+    load_start, load_t0 = done.value, time.monotonic()
+    try:
+        for i in range(flips):
+            ov = killed if i % 2 == 0 else None
+            raw = admin.read()
+            write = Write(raw.version, ChangeKind.OVERRIDE, "bench", "flip", flag=FLAG, override=ov)
+            armed.value = i
+            time.sleep(0.001)  # the poller is polling before the write
+            t0 = time.monotonic_ns()
+            result = admin.write(write)
+            assert result.ok
+            started.append(t0)
+            deadline = time.monotonic() + 10
+            while any(seen[e] <= i for e in range(n)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"flip {i} did not reach every edge in 10 s")
+                time.sleep(0.0002)
+            armed.value = -1
+            time.sleep(random.uniform(0.002, 0.01))
+    finally:
+        achieved = (done.value - load_start) / max(1e-9, time.monotonic() - load_t0)
+        stop.value = 1
+        poller.join(10)
+        if loader is not None:
+            loader.join(10)
+        for p in (poller, loader):
+            if p is not None and p.is_alive():
+                p.kill()
+    per_edge = [
+        sorted((stamps[e * flips + i] - started[i]) / 1e6 for i in range(flips)) for e in range(n)
+    ]
+    every = sorted(x for lat in per_edge for x in lat)
+    last_edge = sorted(max(per_edge[e][i] for e in range(n)) for i in range(flips))
+    return {
+        "edges": n,
+        "flips": flips,
+        "load_rate_target": load_rate,
+        "load_rate_achieved": round(achieved) if load_rate > 0 else 0,
+        "p50_ms": round(statistics.median(every), 3),
+        "p99_ms": round(_percentile(every, 0.99), 3),
+        "max_ms": round(every[-1], 3),
+        "all_edges_p50_ms": round(statistics.median(last_edge), 3),
+        "all_edges_p99_ms": round(_percentile(last_edge, 0.99), 3),
+    }
+
+
+def run(edges: int, flips: int, load_rate: float) -> list[dict[str, Any]]:
+    from flagedge.store.plane import ChangeKind, Write
+    from flagedge.store.redis import RedisAdmin, parse_target
+
+    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    tmp = Path(tempfile.mkdtemp(prefix="flagedge-propagation-"))
+    port = _free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(
+            subprocess.Popen(
+                [
+                    *(redis_server, "--port", str(port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(tmp)),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        url = f"redis://127.0.0.1:{port}"
+        admin = RedisAdmin(parse_target(url), "bench")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                admin.version()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        definitions = json.dumps(_document()).encode()
+        assert admin.write(
+            Write(0, ChangeKind.DEFINITIONS, "bench", "push", definitions=definitions)
+        ).ok
+        ports = []
+        for i in range(edges):
+            edge = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "flagedge.cli", "serve", "--host=127.0.0.1"),
+                    *("--port=0", "--management-port=0", "--workers=1", f"--redis={url}"),
+                    *("--env=bench", f"--lkg-file={tmp / f'lkg-{i}.json'}"),
+                ],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            processes.append(edge)
+            assert edge.stderr is not None
+            for line in edge.stderr:
+                found = SERVING.search(line)
+                if found:
+                    ports.append(int(found.group(1)))
+                    break
+            else:
+                raise RuntimeError("an edge did not start")
+            # Keep draining its log so that it never blocks on a full pipe.
+            threading_drain(edge)
+        results = [_measure(admin, ports, flips, 0)]
+        if load_rate > 0:
+            results.append(_measure(admin, ports, flips, load_rate))
+        admin.close()
+        return results
+    finally:
+        for p in reversed(processes):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in processes:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.stderr is not None:
+                p.stderr.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def threading_drain(process: subprocess.Popen[str]) -> None:
+    import threading
+
+    def drain() -> None:
+        assert process.stderr is not None
+        for _ in process.stderr:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--edges", type=int, default=3)
+    parser.add_argument("--flips", type=int, default=200)
+    parser.add_argument("--load-rate", type=float, default=3000.0, help="0: idle run only")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    results = run(args.edges, args.flips, args.load_rate)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"propagation, {args.edges} edges, {args.flips} flips each run, {os.cpu_count()} CPUs")
+    print("  run       load (calls/s)   p50 ms   p99 ms   max ms   all-edges p50/p99 ms")
+    for r in results:
+        name = "idle" if r["load_rate_target"] == 0 else "loaded"
+        load = f"{r['load_rate_achieved']}" if r["load_rate_target"] else "-"
+        print(
+            f"  {name:<9} {load:>14} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['max_ms']:>8.3f}"
+            f"   {r['all_edges_p50_ms']:.3f} / {r['all_edges_p99_ms']:.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
