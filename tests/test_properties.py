@@ -565,15 +565,6 @@ def test_rollout_percentage_is_respected() -> None:
     assert 500 <= hits <= 700, hits  # 600 expected; 5 sigma is about 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: a 100% ROLLOUT is compiled to a fixed outcome and serves its variant "
-        "to contexts with no (or an empty) targetingKey, while any percent below 100 "
-        "evaluates those contexts as defined; the Override docstring says a rollout serves "
-        "the variant to a percentage of targeting keys and otherwise evaluates the flag"
-    ),
-)
 @pytest.mark.parametrize("ctx", [{}, {"targetingKey": ""}, {"targetingKey": None}])
 def test_full_rollout_still_needs_a_targeting_key(ctx: dict[str, Any]) -> None:
     doc = {
@@ -590,7 +581,7 @@ def test_full_rollout_still_needs_a_targeting_key(ctx: dict[str, Any]) -> None:
         answers[percent] = rolled.evaluate("f", ctx, NOW)
     # Below 100% an unkeyed context is evaluated as defined (STATIC "old") ...
     assert answers[99.99] == snap.evaluate("f", ctx, NOW)
-    # ... and at 100% it should be too; flagedge answers TARGETING_MATCH "new".
+    # ... and at 100% too: a rollout covers targeting keys only.
     assert answers[100.0] == snap.evaluate("f", ctx, NOW)
 
 

@@ -264,8 +264,8 @@ def _apply_override(base: CompiledFlag, ov: Override, scheme: Scheme) -> Compile
             return chosen
         return inner_fixed if inner_fixed >= 0 else inner_rule(ctx, now)
 
-    if limit >= 10_000:
-        return _assemble(d, meta, base.rule, chosen, tuple(outcomes), base.rule_problem, ov)
+    # Even at 100% a context with no targeting key is evaluated as defined: the rollout
+    # covers targeting keys, and 99.99% and 100% must not differ in kind.
     table = tuple(outcomes)
 
     def resolve(ctx: Mapping[str, Any], now: int) -> Resolution:

@@ -152,8 +152,10 @@ class Override:
 
     KILL with a variant forces that variant (reason DISABLED, value present); KILL with no
     variant turns the flag off (reason DISABLED, no value: the caller's default).
-    ROLLOUT serves ``variant`` to ``percent`` of targeting keys (bucketed as the flag's
-    fractional scheme buckets) and otherwise evaluates the flag as defined.
+    ROLLOUT serves ``variant`` (reason TARGETING_MATCH) to ``percent`` of targeting keys,
+    bucketed with the flag set's fractional scheme, and otherwise evaluates the flag as
+    defined; a context without a targeting key is never in the rollout, even at 100%. Like
+    a kill, a rollout decides before the definition, so it applies to a disabled flag too.
     """
 
     kind: OverrideKind
