@@ -64,7 +64,9 @@ def _params() -> list[Any]:
         if ref != "agree":
             marks.append(pytest.mark.skip(reason=f"reference differs from flagd: {ref}"))
         elif case.get("fractional", "v3") != "v3":
-            marks.append(pytest.mark.skip(reason="reference evaluator implements fractional v3 only"))
+            marks.append(
+                pytest.mark.skip(reason="reference evaluator implements fractional v3 only")
+            )
         params.append(pytest.param(stem, case, doc, id=case_id(stem, case, index), marks=marks))
     return params
 
@@ -121,12 +123,18 @@ def test_golden_case_matches_reference(stem: str, case: dict, doc: dict) -> None
     expect = case["expect"]
     got = _resolve(doc, case)
     for field in ("reason", "errorCode", "variant"):
-        assert got[field] == expect.get(field), f"{case['name']}: {field} {got[field]!r} != {expect.get(field)!r}"
-    assert _same(got["value"], expect.get("value")), f"{case['name']}: value {got['value']!r} != {expect.get('value')!r}"
+        assert got[field] == expect.get(field), (
+            f"{case['name']}: {field} {got[field]!r} != {expect.get(field)!r}"
+        )
+    assert _same(got["value"], expect.get("value")), (
+        f"{case['name']}: value {got['value']!r} != {expect.get('value')!r}"
+    )
     if got.get("kind") == "float" and got["value"] is not None:
         assert isinstance(got["value"], float)
     if "metadata" in expect and got["errorCode"] is None:
-        assert _same(got["metadata"], expect["metadata"]), f"{case['name']}: metadata {got['metadata']!r}"
+        assert _same(got["metadata"], expect["metadata"]), (
+            f"{case['name']}: metadata {got['metadata']!r}"
+        )
 
 
 def test_golden_cases_are_well_formed() -> None:
@@ -141,7 +149,10 @@ def test_golden_cases_are_well_formed() -> None:
         assert case.get("fractional", "v3") in ("v2", "v3"), (stem, case["name"])
         assert case.get("type") in (None, "boolean", "string", "integer", "float", "object")
         ref = case.get("reference")
-        assert ref == "agree" or (isinstance(ref, str) and ref.startswith("skip: ")), (stem, case["name"])
+        assert ref == "agree" or (isinstance(ref, str) and ref.startswith("skip: ")), (
+            stem,
+            case["name"],
+        )
         if exp["reason"] in ("ERROR", "DISABLED"):
             assert exp["value"] is None and exp["variant"] is None, (stem, case["name"])
         if exp["reason"] == "ERROR":
