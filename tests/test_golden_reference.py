@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from golden_cases import case_id, load_cases, load_hash_vectors
+from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import (
     FlagNotFoundError,
@@ -20,8 +21,6 @@ from openfeature.exception import (
     ParseError,
     TypeMismatchError,
 )
-
-from openfeature.contrib.tools.flagd.core import FlagdCore
 
 _ALL = load_cases()
 _ERRORS = (
@@ -89,7 +88,7 @@ def _resolve(doc: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     sentinel = _NoValue()
     try:
         details = method(case["flag"], sentinel, ctx)  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - map reference errors to codes
+    except Exception as exc:
         for exc_type, code in _ERRORS:
             if isinstance(exc, exc_type):
                 return {"value": None, "variant": None, "reason": "ERROR", "errorCode": code}
@@ -114,7 +113,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -141,7 +140,7 @@ def test_golden_cases_are_well_formed() -> None:
     assert len(_ALL) >= 150
     reasons = {"STATIC", "TARGETING_MATCH", "DEFAULT", "DISABLED", "ERROR"}
     codes = {None, "FLAG_NOT_FOUND", "PARSE_ERROR", "TYPE_MISMATCH", "GENERAL"}
-    for stem, case, doc in _ALL:
+    for stem, case, _doc in _ALL:
         assert case["name"] and case["flag"], stem
         exp = case["expect"]
         assert exp["reason"] in reasons, (stem, case["name"])
