@@ -180,3 +180,33 @@ def test_toggle_metadata_is_validated() -> None:
         "(release, experiment, ops, permission)",
         "flags.f.metadata.owner: must be a string, not a number",
     ]
+
+
+def test_a_hostile_nesting_depth_disables_that_flag_only() -> None:
+    deep: Any = {"var": "x"}
+    for _ in range(5000):
+        deep = {"!": [deep]}
+    shallow: Any = {"var": "x"}
+    for _ in range(100):  # 100 negations: within the limit, and x itself comes back
+        shallow = {"!": [shallow]}
+    snap = Snapshot.build(
+        doc(
+            extra={
+                "deep": {
+                    "state": "ENABLED",
+                    "variants": {"true": True, "false": False},
+                    "defaultVariant": "false",
+                    "targeting": deep,
+                },
+                "shallow": {
+                    "state": "ENABLED",
+                    "variants": {"true": True, "false": False},
+                    "defaultVariant": "false",
+                    "targeting": shallow,
+                },
+            }
+        )
+    )
+    assert snap.evaluate("deep", {"x": 1}, NOW).error_code is not None
+    assert snap.evaluate("shallow", {"x": 1}, NOW).variant == "true"
+    assert snap.evaluate("shallow", {"x": 0}, NOW).variant == "false"
