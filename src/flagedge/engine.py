@@ -16,7 +16,6 @@ forced rollout) replaces one CompiledFlag with a wrapper; nothing else is recomp
 from __future__ import annotations
 
 import contextlib
-import copy
 import gc
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -319,7 +318,28 @@ def _own_copy(document: Any) -> Any:
     try:
         return orjson.loads(orjson.dumps(document))
     except (TypeError, orjson.JSONEncodeError):
-        return copy.deepcopy(document)
+        return _json_copy(document)
+
+
+def _json_copy(value: Any) -> Any:
+    """Copy nested dicts and lists without recursion (any depth); other values are shared."""
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        src, dst = stack.pop()
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for k, v in items:
+            if isinstance(v, dict | list):
+                child: Any = {} if isinstance(v, dict) else []
+                stack.append((v, child))
+                v = child
+            if isinstance(dst, dict):
+                dst[k] = v
+            else:
+                dst.append(v)
+    return root
 
 
 @contextlib.contextmanager
