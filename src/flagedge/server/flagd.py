@@ -23,6 +23,7 @@ import grpc
 
 from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
+from flagedge.metrics import EvaluationCounter
 from flagedge.model import ErrorCode, FlagType, Reason, Resolution, ValueKind
 from flagedge.server import status
 from flagedge.server.convert import Limits, context_to_dict, fill_struct
@@ -59,6 +60,7 @@ class FlagdCore:
         source: str | None = None,
         clock: Clock = unix_now,
         keepalive_interval: float = 20.0,
+        evaluations: EvaluationCounter | None = None,
     ) -> None:
         self.holder = holder
         self.hub = hub
@@ -66,6 +68,9 @@ class FlagdCore:
         self.source = source
         self.clock = clock
         self.keepalive_interval = keepalive_interval
+        # Counting is an append of the shared Resolution (metrics.py: no lock, no allocation).
+        self.evaluations = evaluations or EvaluationCounter()
+        self._count = self.evaluations.record
 
     def resolve(
         self, request: _Request, context: Context, flag_type: FlagType
@@ -80,6 +85,7 @@ class FlagdCore:
         resolution = snap.evaluate(
             key, context_to_dict(request.context, self.limits), self.clock(), flag_type
         )
+        self._count(resolution)
         if resolution.error_code is not None:
             raise status.FlagdError(resolution.error_code)
         return resolution, selection
@@ -305,7 +311,9 @@ class FlagdV1Servicer:
         user_context = context_to_dict(request.context, core.limits)
         out = v1.ResolveAllResponse()
         fill_struct(out.metadata, selection.reflection)
-        for resolution in snap.evaluate_all(user_context, core.clock(), keys=keys):
+        resolutions = snap.evaluate_all(user_context, core.clock(), keys=keys)
+        core.evaluations.record_many(resolutions)
+        for resolution in resolutions:
             if resolution.value is None and resolution.reason is Reason.DEFAULT:
                 continue
             flag = snap.flags[resolution.key]

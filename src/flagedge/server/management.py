@@ -1,7 +1,8 @@
-"""The management HTTP port: ``/healthz`` (the process is up) and ``/readyz`` (a snapshot is
+"""The management HTTP port: ``/healthz`` (the process is up), ``/readyz`` (a snapshot is
 loaded and the gRPC port is serving; with ``details``, also where the state came from, e.g.
-whether a Redis-fed edge serves stale last-known-good state). A few lines of asyncio instead
-of a web framework: probes send one GET and read one short answer.
+whether a Redis-fed edge serves stale last-known-good state) and ``/metrics`` (Prometheus
+text format, from flagedge/metrics.py, when ``metrics`` is given). A few lines of asyncio
+instead of a web framework: probes and scrapers send one GET and read one answer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 
 _MAX_REQUEST = 8192
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ManagementServer:
@@ -33,19 +35,25 @@ async def start_management(
     *,
     reuse_port: bool = False,
     details: Callable[[], Mapping[str, object]] | None = None,
+    metrics: Callable[[], bytes] | None = None,
 ) -> ManagementServer:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        content_type = "application/json"
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            status, body = _answer(head[:_MAX_REQUEST], ready, details)
+            if metrics is not None and _path(head) == b"/metrics":
+                status, payload = "200 OK", metrics()
+                content_type = METRICS_CONTENT_TYPE
+            else:
+                status, body = _answer(head[:_MAX_REQUEST], ready, details)
+                payload = json.dumps(body).encode()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            status, body = "400 Bad Request", {"error": "bad request"}
+            status, payload = "400 Bad Request", json.dumps({"error": "bad request"}).encode()
         except ConnectionError:
             writer.close()
             return
-        payload = json.dumps(body).encode()
         writer.write(
-            f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+            f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
             + payload
         )
@@ -56,6 +64,14 @@ async def start_management(
     server = await asyncio.start_server(handle, host, port, reuse_port=reuse_port or None)
     bound = server.sockets[0].getsockname()[1]
     return ManagementServer(server, bound)
+
+
+def _path(head: bytes) -> bytes | None:
+    """The path of a GET or HEAD request line, without its query."""
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+        return None
+    return parts[1].split(b"?", 1)[0]
 
 
 def _answer(

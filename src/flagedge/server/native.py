@@ -19,6 +19,7 @@ import grpc
 
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.errors import RequestError
+from flagedge.metrics import EvaluationCounter
 from flagedge.model import ErrorCode, ErrorCodeNumber, FlagType, Reason, ReasonCode, Resolution
 from flagedge.server.convert import Limits, context_to_dict, fill_struct, set_value
 from flagedge.server.events import ChangeHub, Shutdown
@@ -77,6 +78,7 @@ class NativeServicer:
         *,
         clock: Callable[[], int],
         server_id: str,
+        evaluations: EvaluationCounter | None = None,
     ) -> None:
         self.holder = holder
         self.hub = hub
@@ -84,6 +86,9 @@ class NativeServicer:
         self.clock = clock
         self.server_id = server_id
         self._tables: _Tables | None = None
+        # Counting is an append of the shared Resolution (metrics.py: no lock, no allocation).
+        self.evaluations = evaluations or EvaluationCounter()
+        self._count = self.evaluations.record
 
     def Evaluate(self, request: pb.EvaluateRequest, context: Context) -> pb.EvaluateResponse:
         snap = current(self.holder)
@@ -93,6 +98,7 @@ class NativeServicer:
             self.clock(),
             _TYPES.get(request.type),
         )
+        self._count(resolution)
         out = pb.EvaluateResponse(snapshot_version=snap.version)
         fill_result(out.result, resolution)
         return out
@@ -105,7 +111,9 @@ class NativeServicer:
         keys = list(request.keys) or None
         out = pb.EvaluateAllResponse(snapshot_version=snap.version)
         results = out.results
-        for resolution in snap.evaluate_all(user_context, self.clock(), keys=keys):
+        resolutions = snap.evaluate_all(user_context, self.clock(), keys=keys)
+        self.evaluations.record_many(resolutions)
+        for resolution in resolutions:
             fill_result(results.add(), resolution)
         return out
 
@@ -126,6 +134,7 @@ class NativeServicer:
         limits = self.limits
         contexts = [context_to_dict(c, limits) for c in request.contexts]
         batch = snap.evaluate_batch(keys, contexts, self.clock())
+        self.evaluations.record_batch(batch)
         out = pb.EvaluateBatchResponse(
             reasons=batch.reasons,
             error_codes=batch.errors,

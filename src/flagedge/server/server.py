@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
+from flagedge.metrics import ServerMetrics
 from flagedge.server import status
 from flagedge.server.convert import Limits
 from flagedge.server.events import ChangeHub
@@ -54,7 +55,9 @@ class RunningServer:
         health_servicer: Any,
         management: ManagementServer | None,
         server_id: str,
+        metrics: ServerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or ServerMetrics()
         self.server = server
         self.port = port
         self.hub = hub
@@ -79,6 +82,7 @@ class RunningServer:
         await self._health.enter_graceful_shutdown()
         self.hub.close()
         await self.server.stop(grace)
+        await self.metrics.stop()
         if self._management is not None:
             await self._management.close()
 
@@ -92,23 +96,26 @@ def _handlers(
     server_streams: dict[str, tuple[Callable[..., Any], Any, Any]],
     bidi: dict[str, tuple[Callable[..., Any], Any, Any]],
     max_bytes: int,
+    metrics: ServerMetrics,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for name, (fn, req, resp) in unary.items():
         methods[name] = grpc.unary_unary_rpc_method_handler(
-            status.unary(fn),
+            status.unary(metrics.timed(f"{service}/{name}", fn)),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
         )
     for name, (fn, req, resp) in server_streams.items():
         methods[name] = grpc.unary_stream_rpc_method_handler(
-            status.server_stream(fn),
+            metrics.streaming(f"{service}/{name}", status.server_stream(fn)),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
         )
     for name, (fn, req, resp) in bidi.items():
         methods[name] = grpc.stream_stream_rpc_method_handler(
-            status.bidi_stream(fn),
+            metrics.streaming(
+                f"{service}/{name}", status.bidi_stream(metrics.timed(f"{service}/{name}", fn))
+            ),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
         )
@@ -116,7 +123,11 @@ def _handlers(
 
 
 def _flagd_handlers(
-    service: str, servicer: FlagdV1Servicer | FlagdV2Servicer, module: Any, max_bytes: int
+    service: str,
+    servicer: FlagdV1Servicer | FlagdV2Servicer,
+    module: Any,
+    max_bytes: int,
+    metrics: ServerMetrics,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     unary = {
         f"Resolve{kind}": (
@@ -131,7 +142,7 @@ def _flagd_handlers(
     streams = {
         "EventStream": (servicer.EventStream, module.EventStreamRequest, module.EventStreamResponse)
     }
-    return _handlers(service, unary, streams, {}, max_bytes)
+    return _handlers(service, unary, streams, {}, max_bytes, metrics)
 
 
 def default_server_id() -> str:
@@ -150,6 +161,7 @@ async def start_server(
     reuse_port: bool = False,
     clock: Callable[[], int] = unix_now,
     server_id: str | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> RunningServer:
     """Start serving ``holder`` and return once the port is bound.
 
@@ -157,6 +169,8 @@ async def start_server(
     ``reuse_port`` lets several processes bind the same port (``serve --workers``); it is off
     otherwise so that a second server on a taken port fails instead of sharing it.
     ``source`` names the definitions source for ``Flagd-Selector: source=...``.
+    ``metrics`` (flagedge/metrics.py) counts evaluations, call times and open streams; one is
+    made when none is given. It is folded every second while the server runs.
     """
     limits = limits or Limits()
     server_id = server_id or default_server_id()
@@ -172,9 +186,19 @@ async def start_server(
     )
     max_bytes = limits.max_message_bytes
 
-    native = NativeServicer(holder, hub, limits, clock=clock, server_id=server_id)
+    metrics = metrics or ServerMetrics()
+    metrics.bind(holder)
+    native = NativeServicer(
+        holder, hub, limits, clock=clock, server_id=server_id, evaluations=metrics.evaluations
+    )
     core = FlagdCore(
-        holder, hub, limits, source=source, clock=clock, keepalive_interval=keepalive_interval
+        holder,
+        hub,
+        limits,
+        source=source,
+        clock=clock,
+        keepalive_interval=keepalive_interval,
+        evaluations=metrics.evaluations,
     )
     server.add_generic_rpc_handlers(
         [
@@ -202,9 +226,10 @@ async def start_server(
                     )
                 },
                 max_bytes,
+                metrics,
             ),
-            _flagd_handlers(FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes),
-            _flagd_handlers(FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes),
+            _flagd_handlers(FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes, metrics),
+            _flagd_handlers(FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes, metrics),
         ]
     )
 
@@ -223,11 +248,16 @@ async def start_server(
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    running = RunningServer(server, bound, hub, health_servicer, None, server_id)
+    metrics.start()
+    running = RunningServer(server, bound, hub, health_servicer, None, server_id, metrics)
     if management_port is not None:
         try:
             running._management = await start_management(
-                host, management_port, running.serving, reuse_port=reuse_port
+                host,
+                management_port,
+                running.serving,
+                reuse_port=reuse_port,
+                metrics=metrics.exposition,
             )
         except OSError:
             await running.stop(None)
