@@ -4,6 +4,7 @@
                                          │                                     └─► Watch /
                                          ├─► heartbeat  flagedge:{env}:edge:{id}   EventStream
                                          └─► last-known-good file
+    ServerMetrics (evaluation counts) ──► UsageReporter ──► flagedge:{env}:usage:{day} (usage.py)
 
 The options live here so that server/app.py only has to branch: with --redis, each worker
 runs a synchroniser instead of the file watcher. Edges are stateless apart from the
@@ -21,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from .logs import event
+from .metrics import ServerMetrics
 from .server.server import default_server_id, start_server
 from .snapshot import SnapshotHolder
 from .store.redis import RedisPlane, parse_target
 from .store.sync import EdgeSync
+from .usage import UsageReporter
 
 if TYPE_CHECKING:
     from .server.app import ServeConfig
@@ -92,6 +96,14 @@ def add_redis_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between version checks that catch lost messages "
         "[FLAGEDGE_REDIS_CHECK_INTERVAL; default 2]",
     )
+    group.add_argument(
+        "--usage-interval",
+        type=float,
+        default=_env_float("FLAGEDGE_USAGE_INTERVAL", 30.0),
+        metavar="S",
+        help="seconds between reports of evaluation counts to Redis, for `flagedge stale` "
+        "[FLAGEDGE_USAGE_INTERVAL; default 30]",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,7 @@ class RedisOptions:
     sentinel: str | None
     sentinel_master: str | None
     check_interval: float
+    usage_interval: float = 30.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RedisOptions | None:
@@ -119,6 +132,7 @@ class RedisOptions:
             sentinel=sentinel,
             sentinel_master=args.sentinel_master,
             check_interval=args.redis_check_interval,
+            usage_interval=getattr(args, "usage_interval", 30.0),
         )
 
     def worker_arguments(self) -> list[str]:
@@ -127,6 +141,7 @@ class RedisOptions:
             f"--env={self.env}",
             f"--lkg-file={self.lkg_file}",
             f"--redis-check-interval={self.check_interval}",
+            f"--usage-interval={self.usage_interval}",
         ]
         if self.sentinel:
             out.append(f"--sentinel={self.sentinel}")
@@ -150,6 +165,7 @@ async def serve_redis(
     readiness: Readiness,
     stopping: asyncio.Event,
     management_port: int,
+    metrics: ServerMetrics | None = None,
 ) -> int:
     """Serve until ``stopping`` is set; the exit status."""
     try:
@@ -157,10 +173,12 @@ async def serve_redis(
     except ValueError as exc:
         log.error("bad Redis address: %s", exc)
         return 2
+    metrics = metrics or ServerMetrics()
     holder = SnapshotHolder()
     edge_id = default_server_id()
+    plane = RedisPlane(target, options.env)
     sync = EdgeSync(
-        RedisPlane(target, options.env),
+        plane,
         holder,
         env=options.env,
         edge_id=edge_id,
@@ -169,6 +187,8 @@ async def serve_redis(
     )
     readiness.check = lambda: holder.current is not None
     readiness.details = sync.status
+    metrics.sync = sync
+    metrics.bind(holder)
     await sync.start()
     running = await start_server(
         holder,
@@ -177,9 +197,15 @@ async def serve_redis(
         source=f"redis:{options.env}",
         reuse_port=config.worker,
         server_id=edge_id,
+        metrics=metrics,
     )
+    usage = UsageReporter(metrics, plane, holder, interval=options.usage_interval)
+    usage.start()
     readiness.ready = True
-    log.info(
+    event(
+        log,
+        logging.INFO,
+        "startup",
         "serving gRPC on %s:%d, management on %s:%d, flags from %s env %r: version %d%s",
         config.host,
         running.port,
@@ -189,13 +215,31 @@ async def serve_redis(
         options.env,
         sync.version,
         " (STALE)" if sync.stale else "" if holder.current else " (nothing yet: not ready)",
+        port=running.port,
+        management_port=management_port,
+        source=f"redis:{options.env}",
+        redis=str(target),
+        env=options.env,
+        edge=edge_id,
+        version=sync.version,
+        flags=0 if holder.current is None else len(holder.current.keys),
+        stale=sync.stale,
+        worker=metrics.worker,
     )
     try:
         await stopping.wait()
-        log.info("draining (up to %.1f s)", config.grace)
+        event(
+            log,
+            logging.INFO,
+            "shutdown",
+            "draining (up to %.1f s)",
+            config.grace,
+            grace_seconds=config.grace,
+        )
         readiness.ready = False
         await running.stop(config.grace)
     finally:
+        await usage.stop()  # a last report, so that counts since the previous one are kept
         await sync.stop()
-    log.info("stopped")
+    event(log, logging.INFO, "stopped", "stopped")
     return 0

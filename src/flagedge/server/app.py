@@ -10,7 +10,11 @@ command line wins. Without --flags the bundled example set is served.
 With --workers N > 1 this process becomes a supervisor: it starts N copies of itself as
 worker processes that bind the same ports with SO_REUSEPORT (the kernel spreads connections
 across them), forwards SIGTERM/SIGINT, and exits when they have drained. Each worker loads
-and watches the definitions itself, so each applies every change on its own.
+and watches the definitions itself, so each applies every change on its own. The supervisor
+also makes a directory (FLAGEDGE_METRICS_DIR) where the workers publish their metrics, so
+that a scrape of the shared management port answers for all of them (flagedge/metrics.py).
+
+Logs are JSON lines on stderr (flagedge/logs.py), or sentences with --log-format text.
 
 A worker polls the file's (inode, mtime, size) every --poll-interval seconds, which also sees a
 replace-by-rename. A changed file is loaded and compiled off the event loop; a file that fails
@@ -28,17 +32,22 @@ import contextlib
 import importlib.resources
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flagedge import logs
 from flagedge.edge import RedisOptions, add_redis_arguments, serve_redis
 from flagedge.errors import DefinitionError
+from flagedge.logs import event
+from flagedge.metrics import SHARE_DIR_ENV, WORKER_ENV, ServerMetrics
 from flagedge.server.management import start_management
 from flagedge.server.server import start_server
 from flagedge.snapshot import Snapshot, SnapshotHolder
@@ -106,7 +115,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default=os.environ.get("FLAGEDGE_LOG_LEVEL") or "INFO",
-        help="[FLAGEDGE_LOG_LEVEL; default INFO]",
+        help="debug, info, warning, error or critical [FLAGEDGE_LOG_LEVEL; default info]",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=os.environ.get("FLAGEDGE_LOG_FORMAT") or "json",
+        help="json: one object per line (ts, level, event, msg, fields); text: sentences "
+        "[FLAGEDGE_LOG_FORMAT; default json]",
     )
     add_redis_arguments(parser)
     # Set by the supervisor for its workers: bind with SO_REUSEPORT, never supervise.
@@ -124,6 +140,8 @@ class ServeConfig:
     grace: float
     worker: bool
     redis: RedisOptions | None = None
+    log_level: str = "info"
+    log_format: str = "json"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -138,16 +156,18 @@ class ServeConfig:
             grace=args.grace,
             worker=args.worker,
             redis=RedisOptions.from_args(args),
+            log_level=str(args.log_level).lower(),
+            log_format=args.log_format,
         )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serve`` until SIGTERM/SIGINT; the exit status."""
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        logs.setup(str(args.log_level), args.log_format)
+    except ValueError as exc:
+        print(f"flagedge serve: {exc}", file=sys.stderr)
+        return 2
     config = ServeConfig.from_args(args)
     if config.workers > 1 and not config.worker:
         return _supervise(config)
@@ -183,16 +203,34 @@ def _load(path: Path, previous: Snapshot | None) -> Snapshot:
     return previous.with_document(document, previous.version + 1)
 
 
+def _timed_load(path: Path, previous: Snapshot | None, metrics: ServerMetrics | None) -> Snapshot:
+    start = time.perf_counter()
+    snap = _load(path, previous)
+    if metrics is not None:
+        metrics.compile_seconds = time.perf_counter() - start
+    return snap
+
+
 def _log_rejection(path: Path, exc: DefinitionError) -> None:
-    log.error(
-        "rejected %s: %d problem(s); still serving the last good flags", path, len(exc.problems)
+    event(
+        log,
+        logging.ERROR,
+        "reject",
+        "rejected %s: %d problem(s); still serving the last good flags: %s",
+        path,
+        len(exc.problems),
+        "; ".join(str(p) for p in exc.problems),
+        source=str(path),
+        problems=[{"path": p.path, "message": p.message} for p in exc.problems],
     )
-    for problem in exc.problems:
-        log.error("  %s", problem)
 
 
 async def watch_file(
-    path: Path, holder: SnapshotHolder, interval: float, loaded: _Signature | None
+    path: Path,
+    holder: SnapshotHolder,
+    interval: float,
+    loaded: _Signature | None,
+    metrics: ServerMetrics | None = None,
 ) -> None:
     """Reload ``path`` into ``holder`` whenever it changes from ``loaded`` (the signature taken
     before the serving snapshot was read, so a change made while starting up is not missed)."""
@@ -204,7 +242,7 @@ async def watch_file(
             continue  # unchanged, or mid-rename: look again next time
         last = current
         try:
-            snap = await asyncio.to_thread(_load, path, holder.current)
+            snap = await asyncio.to_thread(_timed_load, path, holder.current, metrics)
         except DefinitionError as exc:
             _log_rejection(path, exc)
             continue
@@ -212,12 +250,19 @@ async def watch_file(
             log.exception("could not reload %s; still serving the last good flags", path)
             continue
         changed = holder.install(snap)
-        log.info(
+        event(
+            log,
+            logging.INFO,
+            "apply",
             "reloaded %s: version %d, %d flag(s), %d changed",
             path,
             snap.version,
             len(snap.keys),
             len(changed),
+            version=snap.version,
+            flags=len(snap.keys),
+            changed=len(changed),
+            source=str(path),
         )
 
 
@@ -251,32 +296,48 @@ async def serve(config: ServeConfig) -> int:
         loop.add_signal_handler(signum, stopping.set)
     readiness = _Readiness()
     reuse = config.worker
+    metrics = ServerMetrics.from_environment()
     management = await start_management(
         config.host,
         config.management_port,
         readiness,
         reuse_port=reuse,
         details=lambda: readiness.details(),
+        metrics=metrics.exposition,
     )
     try:
         if config.redis is not None:
-            return await serve_redis(config, config.redis, readiness, stopping, management.port)
+            return await serve_redis(
+                config, config.redis, readiness, stopping, management.port, metrics
+            )
         with _definitions(config.flags) as (path, source, watch):
             loaded = _signature(path)
             try:
-                snap = await asyncio.to_thread(_load, path, None)
+                snap = await asyncio.to_thread(_timed_load, path, None, metrics)
             except DefinitionError as exc:
                 _log_rejection(path, exc)
                 return 2
             except OSError as exc:
-                log.error("cannot read %s: %s", path, exc)
+                event(
+                    log,
+                    logging.ERROR,
+                    "reject",
+                    "cannot read %s: %s",
+                    path,
+                    exc,
+                    source=str(path),
+                    problems=[{"path": "", "message": str(exc)}],
+                )
                 return 2
             holder = SnapshotHolder(snap)
             running = await start_server(
-                holder, config.host, config.port, source=source, reuse_port=reuse
+                holder, config.host, config.port, source=source, reuse_port=reuse, metrics=metrics
             )
             readiness.ready = True
-            log.info(
+            event(
+                log,
+                logging.INFO,
+                "startup",
                 "serving gRPC on %s:%d, management on %s:%d, flags from %s (%d flag(s))",
                 config.host,
                 running.port,
@@ -284,22 +345,33 @@ async def serve(config: ServeConfig) -> int:
                 management.port,
                 source,
                 len(snap.keys),
+                port=running.port,
+                management_port=management.port,
+                source=source,
+                version=snap.version,
+                flags=len(snap.keys),
+                compile_seconds=round(metrics.compile_seconds, 6),
+                worker=metrics.worker,
             )
             watcher = (
-                asyncio.create_task(watch_file(path, holder, config.poll_interval, loaded))
+                asyncio.create_task(watch_file(path, holder, config.poll_interval, loaded, metrics))
                 if watch
                 else None
             )
             await stopping.wait()
-            log.info("draining (up to %.1f s)", config.grace)
+            log_shutdown(config.grace)
             readiness.ready = False
             if watcher is not None:
                 watcher.cancel()
             await running.stop(config.grace)
-            log.info("stopped")
+            event(log, logging.INFO, "stopped", "stopped")
             return 0
     finally:
         await management.close()
+
+
+def log_shutdown(grace: float) -> None:
+    event(log, logging.INFO, "shutdown", "draining (up to %.1f s)", grace, grace_seconds=grace)
 
 
 # -- the supervisor ----------------------------------------------------------------------
@@ -329,7 +401,8 @@ def _worker_command(config: ServeConfig, port: int, management_port: int) -> lis
         f"--management-port={management_port}",
         f"--poll-interval={config.poll_interval}",
         f"--grace={config.grace}",
-        f"--log-level={logging.getLevelName(logging.getLogger().level)}",
+        f"--log-level={config.log_level}",
+        f"--log-format={config.log_format}",
     ]
     if config.flags is not None:
         command.append(f"--flags={config.flags}")
@@ -342,9 +415,25 @@ def _supervise(config: ServeConfig) -> int:
     port, hold_port = _reserve(config.host, config.port)
     management_port, hold_management = _reserve(config.host, config.management_port)
     command = _worker_command(config, port, management_port)
-    env = None if config.redis is None else config.redis.worker_environment()
-    workers = [subprocess.Popen(command, env=env) for _ in range(config.workers)]
-    log.info("supervising %d workers on port %d: %s", len(workers), port, [w.pid for w in workers])
+    env = dict(os.environ) if config.redis is None else config.redis.worker_environment()
+    # Each worker publishes its metrics here, so that any of them can answer a scrape for all.
+    shared = tempfile.mkdtemp(prefix="flagedge-metrics-")
+    env[SHARE_DIR_ENV] = shared
+    workers = [
+        subprocess.Popen(command, env={**env, WORKER_ENV: str(i)}) for i in range(config.workers)
+    ]
+    event(
+        log,
+        logging.INFO,
+        "startup",
+        "supervising %d workers on port %d: %s",
+        len(workers),
+        port,
+        [w.pid for w in workers],
+        workers=[w.pid for w in workers],
+        port=port,
+        management_port=management_port,
+    )
     stopping = False
 
     def forward(signum: int, _frame: object) -> None:
@@ -380,6 +469,7 @@ def _supervise(config: ServeConfig) -> int:
         for held in (hold_port, hold_management):
             if held is not None:
                 held.close()
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,9 @@ change messages, and an in-memory twin of the store for unit tests.
     flagedge:{env}:audit         stream: actor, action, flag, before, after, version, ts
     flagedge:{env}:changes       pub/sub channel: {"version", "kind", "key"?, "override"?}
     flagedge:{env}:edge:{id}     one heartbeat per edge (JSON), expiring unless refreshed
+    flagedge:{env}:usage:{day}   hash: ["flag", "variant"] -> evaluations that UTC day, summed
+                                 over edges (usage.py), expiring after USAGE_RETENTION_DAYS
+    flagedge:{env}:usage:since   the first day of unbroken usage reports (``flagedge stale``)
 
 A write is one atomic step (store/redis.py runs it as one Lua script): check that the
 version is still the one the writer validated against, bump it, change the state, append to
@@ -34,6 +37,7 @@ from ..errors import DefinitionError, Problem, StoreUnavailable
 from ..model import Override, OverrideKind
 
 HEARTBEAT_TTL_MS: Final = 5000
+USAGE_RETENTION_DAYS: Final = 45
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,30 @@ class Keys:
     @property
     def edge_pattern(self) -> str:
         return self.prefix + "edge:*"
+
+    def usage(self, day: str) -> str:
+        """Evaluation counts for one UTC day (YYYY-MM-DD)."""
+        return f"{self.prefix}usage:{day}"
+
+    @property
+    def usage_since(self) -> str:
+        return self.prefix + "usage:since"
+
+
+def usage_field(flag: str, variant: str) -> bytes:
+    """A usage hash field: JSON, so that no flag or variant name can be mistaken for a
+    separator; "" is the variant of an answer without one (the caller's default)."""
+    return orjson.dumps([flag, variant])
+
+
+def parse_usage_field(field: bytes | str) -> tuple[str, str] | None:
+    try:
+        value = orjson.loads(field)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return value[0], value[1]
+    return None
 
 
 # -- state -------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ from .plane import (
     Write,
     WriteResult,
     encode_override,
+    parse_usage_field,
+    usage_field,
 )
 
 AUDIT_MAXLEN: Final = 10_000
@@ -305,6 +307,26 @@ class RedisPlane:
         key, value = self.keys.edge(beat.id), beat.to_json()
         await self._call(lambda: self._client.set(key, value, px=HEARTBEAT_TTL_MS))
 
+    async def add_usage(
+        self, day: str, counts: Mapping[tuple[str, str], int], ttl_seconds: int
+    ) -> None:
+        """Add evaluation counts to ``day``'s usage hash, in one MULTI. One attempt only: a
+        retry after a lost reply could count twice."""
+        key, since = self.keys.usage(day), self.keys.usage_since
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                for (flag, variant), n in counts.items():
+                    pipe.hincrby(key, usage_field(flag, variant), n)
+                if counts:
+                    pipe.expire(key, ttl_seconds)
+                pipe.set(since, day, nx=True)
+                pipe.expire(since, ttl_seconds)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect(inuse_connections=False)
+            raise _unavailable(self.target, exc) from exc
+
     async def remove_heartbeat(self, edge_id: str) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._client.delete(self.keys.edge(edge_id))
@@ -449,6 +471,29 @@ class RedisAdmin:
                     break
                 start = "(" + _text(page[-1][0])
         return out
+
+    def usage(
+        self, days: Sequence[str]
+    ) -> tuple[dict[str, dict[tuple[str, str], int]], str | None]:
+        """Evaluation counts per day ({day: {(flag, variant): n}}) and the first day of usage
+        reports (None when no edge has reported)."""
+        with self._calls():
+            pipe = self._client.pipeline(transaction=False)
+            for day in days:
+                pipe.hgetall(self.keys.usage(day))
+            pipe.get(self.keys.usage_since)
+            replies = pipe.execute()
+        out: dict[str, dict[tuple[str, str], int]] = {}
+        for day, reply in zip(days, replies[:-1], strict=True):
+            counts: dict[tuple[str, str], int] = {}
+            for raw_name, value in (reply or {}).items():
+                name = parse_usage_field(raw_name)
+                with contextlib.suppress(TypeError, ValueError):
+                    if name is not None:
+                        counts[name] = counts.get(name, 0) + int(value)
+            out[day] = counts
+        since = replies[-1]
+        return out, None if since is None else _text(since)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

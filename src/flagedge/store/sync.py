@@ -39,6 +39,7 @@ import orjson
 from ..engine import Snapshot
 from ..errors import DefinitionError, Problem, StoreUnavailable
 from ..hashing import Scheme
+from ..logs import event
 from ..model import OverrideKind
 from ..snapshot import SnapshotHolder
 from .plane import (
@@ -54,6 +55,10 @@ from .plane import (
 log = logging.getLogger("flagedge.sync")
 
 
+def _problems(exc: DefinitionError) -> list[dict[str, str]]:
+    return [{"path": p.path, "message": p.message} for p in exc.problems]
+
+
 def build_snapshot(raw: RawState, fractional: Scheme | str = Scheme.V3) -> Snapshot:
     """Decode and compile a raw state; DefinitionError lists every problem."""
     state = decode_state(raw)
@@ -63,6 +68,12 @@ def build_snapshot(raw: RawState, fractional: Scheme | str = Scheme.V3) -> Snaps
         fractional=fractional,
         overrides=state.overrides,
     )
+
+
+def _timed_build(raw: RawState, fractional: Scheme | str) -> tuple[Snapshot, float]:
+    start = time.perf_counter()
+    snap = build_snapshot(raw, fractional)
+    return snap, time.perf_counter() - start
 
 
 def _summary(exc: DefinitionError) -> str:
@@ -169,6 +180,8 @@ class EdgeSync:
         self.error: str | None = None
         self.applied_at = 0.0
         self.reloads = 0
+        self.compile_seconds = 0.0  # building the serving snapshot took this long
+        self.stale_since: float | None = None  # when it started serving unconfirmed state
         self._raw: RawState | None = None  # the serving state as stored (for the LKG file)
         self._rejected: int | None = None  # the store version last refused
         self._first_try = asyncio.Event()
@@ -176,6 +189,7 @@ class EdgeSync:
         self._lkg_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._session_ok = False  # the current session got as far as a confirmed SUBSCRIBE
+        self._sessions = 0  # confirmed subscriptions so far (the first is not a reconnect)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -216,6 +230,13 @@ class EdgeSync:
         while the store is unreachable."""
         return self.holder.current is not None and (self.source != "redis" or not self.connected)
 
+    def _note_stale(self) -> None:
+        """Keep ``stale_since`` in step with ``stale`` (called wherever either input moves)."""
+        if not self.stale:
+            self.stale_since = None
+        elif self.stale_since is None:
+            self.stale_since = time.time()
+
     def status(self) -> dict[str, Any]:
         """What /readyz reports."""
         return {
@@ -253,13 +274,19 @@ class EdgeSync:
                 await self._session()
             except StoreUnavailable as exc:
                 if self.connected or failures == 0:
-                    log.warning(
+                    event(
+                        log,
+                        logging.WARNING,
+                        "redis_unavailable",
                         "Redis unavailable (%s); still serving version %d%s, reconnecting",
                         exc,
                         self.version,
                         " (stale)" if self.holder.current is not None else "",
+                        error=str(exc),
+                        version=self.version,
                     )
                 self.connected = False
+                self._note_stale()
                 self._first_try.set()
                 if self._session_ok:
                     failures = 0
@@ -270,6 +297,7 @@ class EdgeSync:
             except Exception:  # a bug: log it, never stop serving
                 log.exception("synchroniser failed; restarting it")
                 self.connected = False
+                self._note_stale()
                 self._first_try.set()
                 await asyncio.sleep(self.backoff_cap)
 
@@ -278,10 +306,22 @@ class EdgeSync:
         loop = asyncio.get_running_loop()
         async with self.plane.subscribe() as sub:
             if not self.connected:
-                log.info("subscribed to Redis changes for env %r", self.env)
+                again = self._sessions > 0
+                event(
+                    log,
+                    logging.INFO,
+                    "reconnect" if again else "connect",
+                    "%s to Redis changes for env %r",
+                    "resubscribed" if again else "subscribed",
+                    self.env,
+                    env=self.env,
+                    version=self.version,
+                )
+            self._sessions += 1
             self.connected = True
             self._session_ok = True
             await self._reload("subscribed")
+            self._note_stale()
             self._first_try.set()
             next_check = loop.time() + self.check_interval
             while True:
@@ -318,7 +358,9 @@ class EdgeSync:
             and message.key is not None
         ):
             try:
+                start = time.perf_counter()
                 snap = current.with_overrides({message.key: message.override}, message.version)
+                self.compile_seconds = time.perf_counter() - start
             except DefinitionError:
                 await self._reload("override did not apply")  # the reload reports why
                 return
@@ -334,16 +376,30 @@ class EdgeSync:
 
     def _note_behind(self, version: int) -> None:
         if not self.redis_behind:
-            log.warning(
+            event(
+                log,
+                logging.WARNING,
+                "redis_behind",
                 "Redis is at version %d, behind the version %d this edge serves; keeping ours "
                 "until Redis moves past it (flagedge push re-seeds it)",
                 version,
                 self.version,
+                redis_version=version,
+                version=self.version,
             )
         self.redis_behind = True
         self._beat_now.set()
 
     async def _reload(self, why: str) -> None:
+        event(
+            log,
+            logging.INFO if why != "subscribed" or self._sessions > 1 else logging.DEBUG,
+            "resync",
+            "reloading the full state from Redis (%s)",
+            why,
+            reason=why,
+            version=self.version,
+        )
         raw = await self.plane.load()
         self.reloads += 1
         self.redis_version = raw.version
@@ -359,23 +415,30 @@ class EdgeSync:
         if raw.version == self._rejected:
             return  # refused already; said so then
         try:
-            snap = await asyncio.to_thread(build_snapshot, raw, self.fractional)
+            snap, took = await asyncio.to_thread(_timed_build, raw, self.fractional)
         except DefinitionError as exc:
             self._reject(raw.version, exc)
             return
+        self.compile_seconds = took
         self._install(snap, raw, "redis", None, False, why)
 
     def _reject(self, version: int, exc: DefinitionError) -> None:
         self._rejected = version
         self.error = f"version {version} refused: {_summary(exc)}"
-        log.error(
-            "refused Redis state version %d: %d problem(s); still serving version %d",
+        event(
+            log,
+            logging.ERROR,
+            "reject",
+            "refused Redis state version %d: %d problem(s); still serving version %d: %s",
             version,
             len(exc.problems),
             self.version,
+            "; ".join(str(p) for p in exc.problems),
+            source="redis",
+            rejected_version=version,
+            version=self.version,
+            problems=_problems(exc),
         )
-        for problem in exc.problems:
-            log.error("  %s", problem)
         self._beat_now.set()
 
     def _install(
@@ -395,6 +458,7 @@ class EdgeSync:
         self.applied_at = time.time()
         self.error = None
         self._rejected = None
+        self._note_stale()
         self._beat_now.set()
         if source == "redis":
             self._lkg_dirty.set()
@@ -406,31 +470,67 @@ class EdgeSync:
                 if set_override and ov is not None
                 else "removed"
             )
-            log.info("applied version %d: override on %s %s", snap.version, key, what)
+            event(
+                log,
+                logging.INFO,
+                "override",
+                "applied version %d: override on %s %s",
+                snap.version,
+                key,
+                what,
+                version=snap.version,
+                flag=key,
+                override=None if not set_override or ov is None else ov.to_json(),
+                changed=len(changed),
+                source=source,
+            )
         else:
-            log.info(
+            event(
+                log,
+                logging.INFO,
+                "apply",
                 "applied version %d from %s (%s): %d flag(s), %d changed",
                 snap.version,
                 source,
                 why or "load",
                 len(snap.keys),
                 len(changed),
+                version=snap.version,
+                flags=len(snap.keys),
+                changed=len(changed),
+                source=source,
+                reason=why or "load",
+                compile_seconds=round(self.compile_seconds, 6),
             )
 
     async def _install_lkg(self, path: Path) -> None:
         try:
             raw = read_lkg(path, self.env)
-            snap = await asyncio.to_thread(build_snapshot, raw, self.fractional)
+            snap, took = await asyncio.to_thread(_timed_build, raw, self.fractional)
         except DefinitionError as exc:
-            log.error("no last-known-good state to serve: %s", _summary(exc))
+            event(
+                log,
+                logging.ERROR,
+                "reject",
+                "no last-known-good state to serve: %s",
+                _summary(exc),
+                source=str(path),
+                problems=_problems(exc),
+            )
             return
         if self.holder.current is not None:
             return  # Redis answered meanwhile
+        self.compile_seconds = took
         self._install(snap, raw, "lkg", None, False, f"last-known-good file {path}")
-        log.warning(
+        event(
+            log,
+            logging.WARNING,
+            "lkg",
             "serving STALE last-known-good state version %d from %s until Redis answers",
             snap.version,
             path,
+            version=snap.version,
+            path=str(path),
         )
 
     # -- background duties --------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""Each Redis-fed edge adds its evaluation counts to Redis, so that ``flagedge stale`` can
+tell which flags nobody evaluates any more, or which serve one variant only.
+
+    ServerMetrics.evaluations.totals (in process, counted without Redis)
+        ─ every --usage-interval seconds (30): the growth since the last report ─►
+    one MULTI: HINCRBY flagedge:{env}:usage:{UTC day} ["flag","variant"] n   (one per pair)
+               EXPIRE that hash USAGE_RETENTION_DAYS; SET usage:since DAY NX; EXPIRE it
+
+No evaluation ever waits for Redis: a report is a few dozen commands in one round trip every
+half minute, whatever the traffic. A report that fails (Redis down) is kept and sent with
+the next one. Counts from every edge and worker add up in the same hash. Keys no flag has
+(FLAG_NOT_FOUND) are not reported: they cannot be removal candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+from .errors import StoreUnavailable
+from .logs import event
+from .metrics import ServerMetrics
+from .snapshot import SnapshotHolder
+from .store.plane import USAGE_RETENTION_DAYS
+
+log = logging.getLogger("flagedge.usage")
+
+RETENTION_SECONDS = USAGE_RETENTION_DAYS * 86_400
+
+
+def day_of(ts: float) -> str:
+    """The UTC day (YYYY-MM-DD) of Unix time ``ts``."""
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+
+
+class UsageSink(Protocol):
+    async def add_usage(
+        self, day: str, counts: Mapping[tuple[str, str], int], ttl_seconds: int
+    ) -> None: ...
+
+
+class UsageReporter:
+    def __init__(
+        self,
+        metrics: ServerMetrics,
+        sink: UsageSink,
+        holder: SnapshotHolder,
+        *,
+        interval: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.sink = sink
+        self.holder = holder
+        self.interval = interval
+        self.clock = clock
+        self.reported: dict[tuple[str, str], int] = {}
+        self.reports = 0
+        self._failing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.interval > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="flagedge-usage")
+
+    async def stop(self) -> None:
+        """Stop, after a last report (bounded: shutting down never waits long on Redis)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(StoreUnavailable, TimeoutError):
+                await asyncio.wait_for(self.report(), 2.0)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            with contextlib.suppress(StoreUnavailable):
+                await self.report()
+
+    async def report(self) -> int:
+        """Send the counts added since the last report; the number of (flag, variant) pairs
+        sent. StoreUnavailable leaves them for the next report."""
+        self.metrics.fold()
+        totals = self.metrics.evaluations.by_flag_variant()
+        snap = self.holder.current
+        flags = {} if snap is None else snap.flags
+        reported = self.reported
+        delta = {
+            pair: n - reported.get(pair, 0)
+            for pair, n in totals.items()
+            if n > reported.get(pair, 0) and pair[0] in flags
+        }
+        try:
+            await self.sink.add_usage(day_of(self.clock()), delta, RETENTION_SECONDS)
+        except StoreUnavailable as exc:
+            if not self._failing:
+                event(
+                    log,
+                    logging.WARNING,
+                    "usage",
+                    "could not report evaluation counts to Redis (%s); keeping them for the "
+                    "next report",
+                    exc,
+                    pairs=len(delta),
+                )
+            self._failing = True
+            raise
+        self._failing = False
+        self.reported = totals
+        self.reports += 1
+        if delta:
+            event(
+                log,
+                logging.DEBUG,
+                "usage",
+                "reported %d evaluation(s) over %d flag/variant pair(s)",
+                sum(delta.values()),
+                len(delta),
+                pairs=len(delta),
+                evaluations=sum(delta.values()),
+            )
+        return len(delta)
