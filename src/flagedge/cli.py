@@ -1,6 +1,7 @@
 """The ``flagedge`` command: serve, evaluate and validate flag definitions; push, kill,
 restore, rollout, get, status and audit on the Redis control plane (control.py, which has
-its own exit codes: 1 not converged, 2 invalid input, 3 Redis unreachable).
+its own exit codes: 1 not converged, 2 invalid input, 3 Redis unreachable); stale, the
+removal candidates (lifecycle.py: 1 with --fail when there are any).
 
 Exit codes: 0 success; 1 the definitions have problems (validate); 2 bad input or usage.
 Errors are one clear message on stderr, never a traceback.
@@ -133,9 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         app.add_arguments(p)
         p.set_defaults(func=cmd_serve)
 
-    from . import control
+    from . import control, lifecycle
 
     control.add_commands(sub)
+    lifecycle.add_command(sub)
     return parser
 
 
