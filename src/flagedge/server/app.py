@@ -425,7 +425,7 @@ def _supervise(config: ServeConfig) -> int:
     event(
         log,
         logging.INFO,
-        "startup",
+        "supervise",
         "supervising %d workers on port %d: %s",
         len(workers),
         port,
