@@ -26,7 +26,6 @@ import datetime as _dt
 import functools
 import json
 import math
-import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -484,9 +483,18 @@ _RUNTIME["_hash_v2"] = _hash_v2
 
 
 @functools.lru_cache(maxsize=4096)
-def _code_for(source: str) -> types.CodeType:
-    """Compile generated module source once; rules of one shape share the code object."""
-    return compile(source, "<flagedge rule>", "exec")
+def _factory_for(source: str) -> Callable[..., Any]:
+    """Compile generated source once per shape and return its ``make`` function.
+
+    Rules of one shape share one code object and one globals dict (the runtime helpers);
+    a flag's own values reach it as closure cells through ``make``'s parameters. Sharing
+    the globals matters: CPython specialises global lookups per code object against one
+    globals dict, and rotating many dicts through one code object defeats that.
+    """
+    namespace = dict(_RUNTIME)
+    exec(compile(source, "<flagedge rule>", "exec"), namespace)
+    factory: Callable[..., Any] = namespace["make"]
+    return factory
 
 
 class _Gen:
@@ -1104,28 +1112,29 @@ def compile_rule(
         return RuleCode(_constant_rule(parse_out), str(exc), None)
     except RecursionError:
         return RuleCode(_constant_rule(parse_out), "rule too deeply nested", None)
-    source = (
-        "".join(gen.helpers)
-        + "def rule(ctx, now):\n    try:\n"
+    n_outcomes = n + N_SLOTS
+    params = [f"c{i}" for i in range(len(gen.consts))]
+    params += [f"o{i}" for i in range(n_outcomes)]
+    params += ["_general", "_outcome"]
+    inner = "".join(gen.helpers) + (
+        "def rule(ctx, now):\n    try:\n"
         + "\n".join(body)
         + "\n    except _Exception:\n        return _general\n"
+        + "return rule\n"
+    )
+    source = f"def make({', '.join(params)}):\n" + "".join(
+        f"    {line}\n" if line else "\n" for line in inner.splitlines()
     )
     try:
-        code = _code_for(source)
+        make = _factory_for(source)
     except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
         problem = f"rule cannot be compiled ({type(exc).__name__})"
         return RuleCode(_constant_rule(parse_out), problem, None)
-    base: dict[str, Any] = dict(_RUNTIME)
-    base.update((f"c{i}", v) for i, v in enumerate(gen.consts))
-    n_outcomes = n + N_SLOTS
+    consts = tuple(gen.consts)
 
     def instantiate(table: Sequence[Any], outcome: Callable[[Any], Any]) -> Any:
-        ns = dict(base)
-        ns.update((f"o{i}", table[i]) for i in range(n_outcomes))
-        ns["_general"] = table[general_out]
-        ns["_outcome"] = outcome
-        exec(code, ns)  # defines rule and its helpers; the source holds no definition text
-        return ns["rule"]
+        # The source holds no definition text: every value arrives as an argument here.
+        return make(*consts, *table[:n_outcomes], table[general_out], outcome)
 
     def bind(table: Sequence[Any]) -> Callable[[Mapping[str, Any], int], Any]:
         resolver: Callable[[Mapping[str, Any], int], Any] = instantiate(
