@@ -624,3 +624,27 @@ def test_audit_shows_who_changed_what_filtered_by_flag(
     entries = json.loads(out)["entries"]
     assert [e["action"] for e in entries] == ["restore", "kill", "kill", "push"]
     assert all(e["actor"] == "ana@ops" for e in entries)
+
+
+def test_batch_counting_by_column_agrees_with_a_cell_by_cell_count() -> None:
+    from collections import Counter
+
+    from flagedge.metrics import EvaluationCounter
+
+    snap = build()
+    keys = [*snap.keys, "missing"]
+    contexts = [
+        {"targetingKey": f"user-{i}", "email": f"u{i}@example.com" if i % 3 else "x@y.z"}
+        | ({"tier": "gold"} if i % 2 else {})
+        | ({"want": "pi"} if i % 5 == 0 else {})
+        for i in range(60)
+    ]
+    batch = snap.evaluate_batch(keys, contexts, 0)
+    counter = EvaluationCounter()
+    counter.record_batch(batch)
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for c in range(len(contexts)):
+        for f, key in enumerate(keys):
+            variant, _, reason, _ = batch.cell(c, f)
+            expected[key, variant or "", reason.name] += 1
+    assert counter.totals == dict(expected)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
 from bisect import bisect_left
 from collections import Counter
@@ -87,6 +88,9 @@ OTHER_UNKNOWN: Final = "__other_unknown__"
 _REASON_NAMES: Final = {code.value: code.name for code in ReasonCode}
 _NOT_FOUND: Final = int(ErrorCodeNumber.FLAG_NOT_FOUND)
 
+_LOW_BYTE: Final = 0 if sys.byteorder == "little" else 1
+_BYTES: Final = tuple(bytes((i & 0xFF,)) for i in range(256))  # _BYTES[-1] is b"\xff"
+
 Label = tuple[str, str, str]  # flag, variant ("" for none), reason
 
 
@@ -132,8 +136,9 @@ class EvaluationCounter:
             totals[label] = totals.get(label, 0) + count
 
     def record_batch(self, batch: BatchResult) -> None:
-        """Count an EvaluateBatch answer column by column: a column whose cells all agree
-        (every fixed flag, many rules) costs two C-level counts; others one Counter(zip)."""
+        """Count an EvaluateBatch answer column by column, at C speed: a column whose cells
+        agree (every fixed flag) costs two counts; a column with one reason (most rules) one
+        ``bytes.count`` per variant over the cells' low bytes; others one Counter(zip)."""
         nf, nc = len(batch.keys), batch.contexts
         if not nf or not nc:
             return
@@ -145,10 +150,21 @@ class EvaluationCounter:
             vcol, rcol = vi[f::nf], reasons[f::nf]
             v0, r0 = vcol[0], rcol[0]
             names = batch.variant_tables[f]
-            if rcol.count(r0) == nc and vcol.count(v0) == nc:
-                label = (key, names[v0] if v0 >= 0 else "", _REASON_NAMES[r0])
-                totals[label] = totals.get(label, 0) + nc
-                continue
+            if rcol.count(r0) == nc:  # one reason: count variants, memchr-fast
+                reason = _REASON_NAMES[r0]
+                if vcol.count(v0) == nc:
+                    label = (key, names[v0] if v0 >= 0 else "", reason)
+                    totals[label] = totals.get(label, 0) + nc
+                    continue
+                if len(names) < 255:
+                    # The low byte of each 2-byte cell is the variant index (-1 is 0xff).
+                    low = vcol.tobytes()[_LOW_BYTE::2]
+                    for v in (*range(len(names)), -1):
+                        count = low.count(_BYTES[v])
+                        if count:
+                            label = (key, names[v] if v >= 0 else "", reason)
+                            totals[label] = totals.get(label, 0) + count
+                    continue
             for (v, r), count in Counter(zip(vcol, rcol, strict=True)).items():
                 label = (key, names[v] if v >= 0 else "", _REASON_NAMES[r])
                 totals[label] = totals.get(label, 0) + count
