@@ -627,11 +627,15 @@ class _Gen:
         if _is_const(a) and not _is_const(b):
             sa, sb, a, b = sb, sa, b, a
         t = self.temp()
+        # Equal values answer after one comparison; only a value of another type goes on
+        # to JavaScript's coercions. (Python's == never raises on JSON values.)
         if isinstance(b, str):
-            src = f"({t} == {sb} if ({t} := {sa}).__class__ is str else _loose_eq({t}, {sb}))"
+            src = f"(({t} := {sa}) == {sb} or ({t}.__class__ is not str and _loose_eq({t}, {sb})))"
         elif isinstance(b, int | float) and not isinstance(b, bool):
-            num = _NUMERIC_TEST.format(t=t, v=sa)
-            src = f"({t} == {sb} if {num} else _loose_eq({t}, {sb}))"
+            src = (
+                f"(({t} := {sa}) == {sb} or ({t}.__class__ is not int "
+                f"and {t}.__class__ is not float and _loose_eq({t}, {sb})))"
+            )
         else:
             src = f"_loose_eq({sa}, {sb})"
         return (f"(not {src})" if negate else src), "bool"
