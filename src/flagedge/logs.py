@@ -9,8 +9,8 @@ Code logs through the standard library; :func:`event` adds the event name and th
 (``extra``), so the same call reads as a sentence under ``--log-format text`` and in tests
 that use plain logging. A field never replaces ts, level, event, msg, logger or pid.
 
-Events: startup, supervise (--workers), apply, override, reject, resync, connect, reconnect, redis_unavailable,
-redis_behind, lkg, usage, shutdown, stopped (and "log" for anything without a name).
+Events: startup, supervise (--workers), apply, override, reject, resync, connect, reconnect,
+redis_unavailable, redis_behind, lkg, usage, shutdown, stopped ("log" for anything unnamed).
 """
 
 from __future__ import annotations
