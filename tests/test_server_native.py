@@ -12,10 +12,14 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from server_helpers import DOCUMENT, async_test, build, serving
+from server_helpers import DOCUMENT, NOW, async_test, build, serving
 
+from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.client import AsyncClient, Client
 from flagedge.model import ErrorCode, FlagType, Reason
+from flagedge.server import Limits, status
+from flagedge.server.events import ChangeHub
+from flagedge.server.native import NativeServicer
 from flagedge.snapshot import SnapshotHolder
 
 
@@ -246,13 +250,56 @@ async def http_get(port: int, path: str) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
+class _ExpiredDeadline:
+    """A servicer context whose caller's deadline has already passed."""
+
+    def __init__(self) -> None:
+        self.aborted: tuple[grpc.StatusCode, str] | None = None
+
+    def time_remaining(self) -> float:
+        return 0.0
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.aborted = (code, details)
+        raise _Aborted
+
+
+class _Aborted(Exception):
+    pass
+
+
 class TestDeadlines:
     @async_test
     async def test_an_expired_deadline_is_deadline_exceeded(self) -> None:
-        async with serving() as (server, _), AsyncClient(target(server.port), timeout=0) as client:
+        # A deadline a second in the past, not timeout=0: grpc sends a zero timeout rounded up
+        # ("1n" on the wire, against a cached clock) and races its own deadline timer against
+        # the answer, so on a loaded machine a zero deadline is sometimes met.
+        async with serving() as (server, _), AsyncClient(target(server.port), timeout=-1) as client:
             try:
                 await client.evaluate_batch(["static-bool"], [{}])
             except grpc.aio.AioRpcError as exc:
                 assert exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED
             else:  # pragma: no cover
-                raise AssertionError("a zero deadline cannot be met")
+                raise AssertionError("a deadline in the past cannot be met")
+
+    @async_test
+    async def test_the_server_does_not_start_a_batch_whose_deadline_has_passed(self) -> None:
+        # The client gives up on its own at its deadline, so the wire test above passes even
+        # if the server ignores deadlines; this one asks the server itself.
+        holder = SnapshotHolder(build())
+        hub = ChangeHub(holder, asyncio.get_running_loop())
+        servicer = NativeServicer(holder, hub, Limits(), clock=lambda: NOW, server_id="test")
+        request = pb.EvaluateBatchRequest(flag_keys=["static-bool"])
+        request.contexts.add()
+        context = _ExpiredDeadline()
+        try:
+            await status.unary(servicer.EvaluateBatch)(request, context)  # type: ignore[arg-type]
+        except _Aborted:
+            pass
+        finally:
+            hub.close()
+        assert context.aborted is not None
+        assert context.aborted[0] is grpc.StatusCode.DEADLINE_EXCEEDED
