@@ -48,6 +48,7 @@ from flagedge.edge import RedisOptions, add_redis_arguments, serve_redis
 from flagedge.errors import DefinitionError
 from flagedge.logs import event
 from flagedge.metrics import SHARE_DIR_ENV, WORKER_ENV, ServerMetrics
+from flagedge.server import loop as event_loop
 from flagedge.server.management import start_management
 from flagedge.server.server import start_server
 from flagedge.snapshot import Snapshot, SnapshotHolder
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if config.workers > 1 and not config.worker:
         return _supervise(config)
     try:
-        return asyncio.run(serve(config))
+        return event_loop.run(serve(config))
     except KeyboardInterrupt:
         return 130
 
