@@ -4,8 +4,9 @@ RPC mode, talking to a flagedge server on the port given as argv[1].
 It runs in its own process because the provider bundles its own compiled flagd protos, and
 one process cannot load two definitions of the same protobuf package.
 
-Protocol on stdout, one JSON object a line: the evaluation results; then, after the first
-configuration_change event, the changed keys and a fresh evaluation of static-bool.
+Protocol on stdout, one JSON object a line: the evaluation results (with the keys of the
+configuration_change that follows provider_ready); then, after the next configuration_change
+event, the changed keys and a fresh evaluation of static-bool.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def main() -> None:
     api.set_provider_and_wait(
         FlagdProvider(host="127.0.0.1", port=port, resolver_type=ResolverType.RPC, deadline_ms=5000)
     )
+    # flagedge names every flag as changed right after provider_ready (a reconnect flush).
+    flushed = changes.get(timeout=60)
     client = api.get_client()
     blue = EvaluationContext(targeting_key="u1", attributes={"email": "me@example.com"})
     results = {
@@ -60,6 +63,7 @@ def main() -> None:
         "mismatch": details(client.get_boolean_details("targeted-string", False)),
         "parse-error": details(client.get_boolean_details("bad-rule", False)),
     }
+    results["flushed"] = sorted(flushed)
     print(json.dumps(results), flush=True)
     changed = changes.get(timeout=60)
     after = details(client.get_boolean_details("static-bool", False))

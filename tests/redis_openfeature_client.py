@@ -1,8 +1,10 @@
 """A child process for test_redis_cluster: the OpenFeature SDK with the flagd provider (RPC
 mode) on one edge, port argv[1], reading boolean flag argv[2].
 
-Protocol on stdout, one JSON object a line: the flag's details once the provider is ready;
-then, after the first configuration_change event, the changed keys and fresh details.
+Protocol on stdout, one JSON object a line: the flag's details once the provider is ready
+(with the keys of the configuration_change that follows provider_ready);
+then, after the configuration_change that follows the connection's own, the changed keys
+and fresh details.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def main() -> None:
     api.set_provider_and_wait(
         FlagdProvider(host="127.0.0.1", port=port, resolver_type=ResolverType.RPC, deadline_ms=5000)
     )
+    # flagedge names every flag as changed right after provider_ready (a reconnect flush).
+    flushed = changes.get(timeout=60)
     client = api.get_client()
 
     def details() -> dict[str, object]:
@@ -35,7 +39,7 @@ def main() -> None:
         reason = d.reason.value if hasattr(d.reason, "value") else d.reason
         return {"value": d.value, "variant": d.variant, "reason": str(reason)}
 
-    print(json.dumps(details()), flush=True)
+    print(json.dumps({**details(), "flushed": sorted(flushed)}), flush=True)
     changed = changes.get(timeout=60)
     print(json.dumps({"changed": sorted(changed), "after": details()}), flush=True)
     api.shutdown()

@@ -84,6 +84,7 @@ def test_a_kill_through_the_cli_reaches_three_edges_and_an_openfeature_client(
         try:
             before = json.loads(child.stdout.readline())
             assert (before["value"], before["reason"]) == (True, "STATIC")
+            assert before["flushed"] == ["checkout", "search"]
             # The real command line, as ops would type it.
             kill = subprocess.run(
                 [

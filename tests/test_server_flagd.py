@@ -208,16 +208,46 @@ def changed_document() -> dict[str, Any]:
     return document
 
 
+async def connected(stream: Any) -> dict[str, Any]:
+    """Read provider_ready and the flush that follows it; return the flushed flags."""
+    first = await stream.read()
+    assert (first.type, MessageToDict(first.data)) == ("provider_ready", {})
+    flush = await stream.read()
+    assert flush.type == "configuration_change"
+    flags: dict[str, Any] = MessageToDict(flush.data)["flags"]
+    return flags
+
+
 @pytest.mark.parametrize("version", ["v1", "v2"])
 class TestEventStream:
+    @async_test
+    async def test_every_flag_is_named_changed_right_after_ready(self, version: str) -> None:
+        """A reconnecting provider may have cached answers a change made stale meanwhile."""
+        module, stubs = VERSIONS[version]
+        async with serving() as (_, channel):
+            stream = stubs.ServiceStub(channel).EventStream(module.EventStreamRequest())
+            flushed = await connected(stream)
+            stream.cancel()
+        assert flushed == {key: {"type": "update"} for key in DOCUMENT["flags"]}
+
+    @async_test
+    async def test_the_flush_names_only_flags_the_selector_admits(self, version: str) -> None:
+        module, stubs = VERSIONS[version]
+        async with serving() as (_, channel):
+            stream = stubs.ServiceStub(channel).EventStream(
+                module.EventStreamRequest(), metadata=(("flagd-selector", "flagSetId=other"),)
+            )
+            flushed = await connected(stream)
+            stream.cancel()
+        assert flushed == {"other-set": {"type": "update"}}
+
     @async_test
     async def test_ready_at_once_then_each_change_with_its_kind(self, version: str) -> None:
         module, stubs = VERSIONS[version]
         holder = SnapshotHolder(build())
         async with serving(holder) as (_, channel):
             stream = stubs.ServiceStub(channel).EventStream(module.EventStreamRequest())
-            first = await stream.read()
-            assert (first.type, MessageToDict(first.data)) == ("provider_ready", {})
+            await connected(stream)
             holder.install(build(changed_document(), version=2))
             change = await stream.read()
             stream.cancel()
@@ -235,7 +265,7 @@ class TestEventStream:
         module, stubs = VERSIONS[version]
         async with serving(keepalive_interval=0.05) as (_, channel):
             stream = stubs.ServiceStub(channel).EventStream(module.EventStreamRequest())
-            assert (await stream.read()).type == "provider_ready"
+            await connected(stream)
             assert (await stream.read()).type == "keep_alive"
             stream.cancel()
 
@@ -244,7 +274,7 @@ class TestEventStream:
         module, stubs = VERSIONS[version]
         async with serving() as (server, channel):
             stream = stubs.ServiceStub(channel).EventStream(module.EventStreamRequest())
-            assert (await stream.read()).type == "provider_ready"
+            await connected(stream)
             stopping = asyncio.create_task(server.stop(5))
             last = await stream.read()
             await stopping
@@ -258,7 +288,7 @@ class TestEventStream:
             stream = stubs.ServiceStub(channel).EventStream(
                 module.EventStreamRequest(), metadata=(("flagd-selector", "flagSetId=other"),)
             )
-            assert (await stream.read()).type == "provider_ready"
+            await connected(stream)
             first = copy.deepcopy(DOCUMENT)
             first["flags"]["static-bool"]["defaultVariant"] = "off"
             holder.install(build(first, version=2))

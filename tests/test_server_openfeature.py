@@ -66,5 +66,6 @@ async def test_an_openfeature_client_round_trips_every_type_and_hears_changes() 
     assert results["missing"]["error"] == "FLAG_NOT_FOUND"
     assert results["mismatch"]["error"] == "TYPE_MISMATCH"
     assert results["parse-error"]["error"] == "PARSE_ERROR"
+    assert results["flushed"] == sorted(DOCUMENT["flags"])
     assert after["changed"] == ["static-bool"]
     assert (after["after"]["value"], after["after"]["reason"]) == (False, "STATIC")

@@ -102,6 +102,19 @@ class FlagdCore:
         selection = selection_from_metadata(context.invocation_metadata())
         with self.hub.subscribe() as queue:
             yield "provider_ready", {}
+            # Then name every flag as changed. Providers cache STATIC answers until an event
+            # names the flag, and reconnect after a gap (12 s by default) in which changes
+            # went unheard; without this a kill switch flipped in that gap never reaches
+            # them. On a first connection the cache is empty and the event costs nothing.
+            snap = self.holder.current
+            if snap is not None:
+                everything = {
+                    key: {"type": "update"}
+                    for key in snap.keys
+                    if self._selected(selection, snap.flags.get(key))
+                }
+                if everything:
+                    yield "configuration_change", {"flags": everything}
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), self.keepalive_interval)
