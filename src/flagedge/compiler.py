@@ -163,28 +163,16 @@ def _substitute_refs(node: Any, evaluators: Mapping[str, Any], missing: list[str
     return node
 
 
-def _depth_problem(node: Any, limit: int) -> str | None:
+def _scan_rule(node: Any, limit: int, *, operators: bool = True) -> str | None:
+    """One walk over a rule: the first reason it cannot compile (too deep; with
+    ``operators``, an unknown operator or an unresolved ``$ref``), or None."""
     stack = [(node, 1)]
     while stack:
         n, depth = stack.pop()
         if depth > limit:
             return f"rule nested deeper than {limit} levels"
         if isinstance(n, dict):
-            stack.extend((v, depth + 1) for v in n.values())
-        elif isinstance(n, list):
-            stack.extend((v, depth + 1) for v in n)
-    return None
-
-
-def _scan_rule(node: Any, limit: int) -> str | None:
-    """One walk over a rule: the first reason it cannot compile, or None."""
-    stack = [(node, 1)]
-    while stack:
-        n, depth = stack.pop()
-        if depth > limit:
-            return f"rule nested deeper than {limit} levels"
-        if isinstance(n, dict):
-            if len(n) == 1:
+            if operators and len(n) == 1:
                 op, args = next(iter(n.items()))
                 if op == "$ref":
                     return f"$ref to a missing evaluator {_q(args)}"
@@ -347,7 +335,7 @@ def _parse_flag(
         )
     elif targeting:
         # Depth first: substitution recurses, and a hostile document may nest deeply.
-        rule_problem = _depth_problem(targeting, MAX_RULE_DEPTH)
+        rule_problem = _scan_rule(targeting, MAX_RULE_DEPTH, operators=False)
         if rule_problem is None:
             if evaluators:
                 targeting = _substitute_refs(targeting, evaluators, [])
