@@ -200,54 +200,63 @@ def _reply(
     return response if resolution.value is not None else None
 
 
-class FlagdV2Servicer:
-    """``flagd.evaluation.v2.Service``: value and variant unset when the code default applies."""
+def _resolve_method(
+    flag_type: FlagType, response_type: Callable[[], Any], *, v1_rules: bool
+) -> Callable[[Any, Any, Context], Any]:
+    """One Resolve<Type> RPC: evaluate, then set the value the wire type carries.
 
+    The five methods of both versions differ only in the requested type, the response
+    message and whether v1's rules for absent values apply, so they are made here.
+    """
+    set_value = _SETTERS[flag_type]
+    is_object = flag_type is FlagType.OBJECT
+
+    def method(self: _Servicer, request: Any, context: Context) -> Any:
+        resolution, selection = self.core.resolve(request, context, flag_type)
+        out = response_type()
+        if _reply(out, resolution, selection, v1_rules=v1_rules) is not None:
+            set_value(out, resolution.value)
+        elif v1_rules and is_object:
+            out.value.SetInParent()  # v1's zero value for an object is an empty Struct
+        return out
+
+    method.__name__ = f"Resolve{flag_type.value.title()}"
+    return method
+
+
+def _set_object(out: Any, value: Any) -> None:
+    fill_struct(out.value, _object(value))
+
+
+def _setter(convert: Callable[[Any], Any]) -> Callable[[Any, Any], None]:
+    def set_value(out: Any, value: Any) -> None:
+        out.value = convert(value)
+
+    return set_value
+
+
+_SETTERS: dict[FlagType, Callable[[Any, Any], None]] = {
+    FlagType.BOOLEAN: _setter(_bool),
+    FlagType.STRING: _setter(_str),
+    FlagType.FLOAT: _setter(_float),
+    FlagType.INTEGER: _setter(_int),
+    FlagType.OBJECT: _set_object,
+}
+
+
+class _Servicer:
     def __init__(self, core: FlagdCore) -> None:
         self.core = core
 
-    def ResolveBoolean(
-        self, request: v2.ResolveBooleanRequest, context: Context
-    ) -> v2.ResolveBooleanResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.BOOLEAN)
-        out = v2.ResolveBooleanResponse()
-        if _reply(out, resolution, selection, v1_rules=False) is not None:
-            out.value = _bool(resolution.value)
-        return out
 
-    def ResolveString(
-        self, request: v2.ResolveStringRequest, context: Context
-    ) -> v2.ResolveStringResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.STRING)
-        out = v2.ResolveStringResponse()
-        if _reply(out, resolution, selection, v1_rules=False) is not None:
-            out.value = _str(resolution.value)
-        return out
+class FlagdV2Servicer(_Servicer):
+    """``flagd.evaluation.v2.Service``: value and variant unset when the code default applies."""
 
-    def ResolveFloat(
-        self, request: v2.ResolveFloatRequest, context: Context
-    ) -> v2.ResolveFloatResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.FLOAT)
-        out = v2.ResolveFloatResponse()
-        if _reply(out, resolution, selection, v1_rules=False) is not None:
-            out.value = _float(resolution.value)
-        return out
-
-    def ResolveInt(self, request: v2.ResolveIntRequest, context: Context) -> v2.ResolveIntResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.INTEGER)
-        out = v2.ResolveIntResponse()
-        if _reply(out, resolution, selection, v1_rules=False) is not None:
-            out.value = _int(resolution.value)
-        return out
-
-    def ResolveObject(
-        self, request: v2.ResolveObjectRequest, context: Context
-    ) -> v2.ResolveObjectResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.OBJECT)
-        out = v2.ResolveObjectResponse()
-        if _reply(out, resolution, selection, v1_rules=False) is not None:
-            fill_struct(out.value, _object(resolution.value))
-        return out
+    ResolveBoolean = _resolve_method(FlagType.BOOLEAN, v2.ResolveBooleanResponse, v1_rules=False)
+    ResolveString = _resolve_method(FlagType.STRING, v2.ResolveStringResponse, v1_rules=False)
+    ResolveFloat = _resolve_method(FlagType.FLOAT, v2.ResolveFloatResponse, v1_rules=False)
+    ResolveInt = _resolve_method(FlagType.INTEGER, v2.ResolveIntResponse, v1_rules=False)
+    ResolveObject = _resolve_method(FlagType.OBJECT, v2.ResolveObjectResponse, v1_rules=False)
 
     async def EventStream(
         self, request: v2.EventStreamRequest, context: Context
@@ -258,56 +267,14 @@ class FlagdV2Servicer:
             yield message
 
 
-class FlagdV1Servicer:
+class FlagdV1Servicer(_Servicer):
     """``flagd.evaluation.v1.Service``: zero values instead of absent ones, plus ResolveAll."""
 
-    def __init__(self, core: FlagdCore) -> None:
-        self.core = core
-
-    def ResolveBoolean(
-        self, request: v1.ResolveBooleanRequest, context: Context
-    ) -> v1.ResolveBooleanResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.BOOLEAN)
-        out = v1.ResolveBooleanResponse()
-        if _reply(out, resolution, selection, v1_rules=True) is not None:
-            out.value = _bool(resolution.value)
-        return out
-
-    def ResolveString(
-        self, request: v1.ResolveStringRequest, context: Context
-    ) -> v1.ResolveStringResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.STRING)
-        out = v1.ResolveStringResponse()
-        if _reply(out, resolution, selection, v1_rules=True) is not None:
-            out.value = _str(resolution.value)
-        return out
-
-    def ResolveFloat(
-        self, request: v1.ResolveFloatRequest, context: Context
-    ) -> v1.ResolveFloatResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.FLOAT)
-        out = v1.ResolveFloatResponse()
-        if _reply(out, resolution, selection, v1_rules=True) is not None:
-            out.value = _float(resolution.value)
-        return out
-
-    def ResolveInt(self, request: v1.ResolveIntRequest, context: Context) -> v1.ResolveIntResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.INTEGER)
-        out = v1.ResolveIntResponse()
-        if _reply(out, resolution, selection, v1_rules=True) is not None:
-            out.value = _int(resolution.value)
-        return out
-
-    def ResolveObject(
-        self, request: v1.ResolveObjectRequest, context: Context
-    ) -> v1.ResolveObjectResponse:
-        resolution, selection = self.core.resolve(request, context, FlagType.OBJECT)
-        out = v1.ResolveObjectResponse()
-        if _reply(out, resolution, selection, v1_rules=True) is not None:
-            fill_struct(out.value, _object(resolution.value))
-        else:
-            out.value.SetInParent()  # v1's zero value for an object is an empty Struct
-        return out
+    ResolveBoolean = _resolve_method(FlagType.BOOLEAN, v1.ResolveBooleanResponse, v1_rules=True)
+    ResolveString = _resolve_method(FlagType.STRING, v1.ResolveStringResponse, v1_rules=True)
+    ResolveFloat = _resolve_method(FlagType.FLOAT, v1.ResolveFloatResponse, v1_rules=True)
+    ResolveInt = _resolve_method(FlagType.INTEGER, v1.ResolveIntResponse, v1_rules=True)
+    ResolveObject = _resolve_method(FlagType.OBJECT, v1.ResolveObjectResponse, v1_rules=True)
 
     def ResolveAll(self, request: v1.ResolveAllRequest, context: Context) -> v1.ResolveAllResponse:
         """Every selected flag, typed by its variants' kind; integers travel as doubles.
