@@ -1,7 +1,8 @@
 """The ``flagedge`` command: serve, evaluate and validate flag definitions; push, kill,
 restore, rollout, get, status and audit on the Redis control plane (control.py, which has
 its own exit codes: 1 not converged, 2 invalid input, 3 Redis unreachable); stale, the
-removal candidates (lifecycle.py: 1 with --fail when there are any).
+removal candidates (lifecycle.py: 1 with --fail when there are any); bench load, the load
+generator (bench/).
 
 Exit codes: 0 success; 1 the definitions have problems (validate); 2 bad input or usage.
 Errors are one clear message on stderr, never a traceback.
@@ -135,9 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_serve)
 
     from . import control, lifecycle
+    from .bench import cli as bench
 
     control.add_commands(sub)
     lifecycle.add_command(sub)
+    bench.add_command(sub)
     return parser
 
 
