@@ -12,7 +12,7 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.workloads import mixed_context, mixed_doc, rollout_contexts
+from flagedge.bench.workloads import mixed_context, mixed_doc, rollout_contexts
 from flagedge.engine import Snapshot
 from flagedge.metrics import ServerMetrics
 

@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from flagedge.bench.load import (
     SCENARIOS,
@@ -44,12 +45,17 @@ __all__ = ["SCENARIOS", "Server", "main"]
 
 
 class Server:
-    """A server child on a free loopback port: ``flagedge serve`` with the benchmark flag set,
-    or benchmarks/echo_server.py. Waits for one ``serving gRPC on HOST:PORT`` line per
+    """A server child on a free loopback port: ``flagedge serve`` with the benchmark flag set
+    (or ``doc``), or benchmarks/echo_server.py. Waits for one ``serving gRPC on HOST:PORT`` line per
     worker."""
 
     def __init__(
-        self, kind: str, workers: int, extra: Sequence[str] = (), loop: str = "auto"
+        self,
+        kind: str,
+        workers: int,
+        extra: Sequence[str] = (),
+        loop: str = "auto",
+        doc: dict[str, Any] | None = None,
     ) -> None:
         self.kind = kind
         self._dir = tempfile.TemporaryDirectory()
@@ -65,7 +71,7 @@ class Server:
         else:
             path = os.path.join(self._dir.name, "flags.json")
             with open(path, "w") as f:
-                json.dump(bench_doc(), f)
+                json.dump(bench_doc() if doc is None else doc, f)
             command = [
                 sys.executable,
                 "-m",

@@ -43,6 +43,8 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
+from flagedge.bench.load import QUANTILES
+
 FLAG = "switch"
 SERVING = re.compile(r"serving gRPC on [^ ]+:(\d+), management")
 
@@ -54,7 +56,7 @@ def _free_port() -> int:
 
 
 def _document() -> dict[str, Any]:
-    from benchmarks.workloads import mixed_doc
+    from flagedge.bench.workloads import mixed_doc
 
     doc = mixed_doc(200)
     doc["flags"][FLAG] = {
@@ -109,8 +111,8 @@ def _load(ports: Sequence[int], rate: float, stop: Any, done: Any) -> None:
     """Open-loop Evaluate calls at ``rate`` per second over all edges."""
     import grpc
 
-    from benchmarks.workloads import mixed_context, mixed_specs
     from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
+    from flagedge.bench.workloads import mixed_context, mixed_specs
 
     key = next(s.key for s in mixed_specs(200) if s.kind == "targeted")
     request = pb.EvaluateRequest(flag_key=key)
@@ -222,6 +224,8 @@ def _measure(admin: Any, ports: list[int], flips: int, load_rate: float) -> dict
         "max_ms": round(every[-1], 3),
         "all_edges_p50_ms": round(statistics.median(last_edge), 3),
         "all_edges_p99_ms": round(_percentile(last_edge, 0.99), 3),
+        # every edge's latency at flagedge.bench.load.QUANTILES, for the report's plots
+        "cdf": [round(_percentile(every, q), 3) for q in QUANTILES],
     }
 
 

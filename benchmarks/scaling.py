@@ -22,9 +22,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from flagedge.bench.load import bench_doc
 
 
 def _free_port() -> int:
@@ -57,6 +60,11 @@ def run_one(
     client_cpus: list[int] | None,
 ) -> list[dict[str, Any]]:
     port, mport = _free_port(), _free_port()
+    # The benchmark flag set, which the load generator's default flags name. (Before
+    # 2026-11-26 this served the bundled examples, so every Evaluate answered FLAG_NOT_FOUND;
+    # the load generator now checks one answer before it starts.)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as flags:
+        json.dump(bench_doc(), flags)
     server = subprocess.Popen(
         [
             *_taskset(server_cpus),
@@ -64,7 +72,7 @@ def run_one(
             "-m",
             "flagedge.cli",
             "serve",
-            *("--host", "127.0.0.1", "--port", str(port)),
+            *("--flags", flags.name, "--host", "127.0.0.1", "--port", str(port)),
             *("--management-port", str(mport), "--workers", str(workers)),
             *("--log-level", "warning"),
         ],
@@ -111,6 +119,7 @@ def run_one(
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        os.unlink(flags.name)
     return rows
 
 
