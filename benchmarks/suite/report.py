@@ -139,7 +139,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- **When:** {report['started']} to {report['ended']} UTC ({report['duration_s']:.0f} s)",
         f"- **Revision:** `{(g.get('revision') or 'unknown')[:12]}` "
-        f"{g.get('subject') or ''}{dirty}",
+        f"{(g.get('subject') or '')[:72]}{dirty}",
         f"- **Machine:** {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, "
         f"{m['os']} (Linux {m['kernel']}), {m['python_implementation']} {m['python']}",
         f"- **Load average** (1/5/15 min) at start {report['loadavg']['start']}, "
@@ -341,6 +341,8 @@ def markdown(report: dict[str, Any]) -> str:
                     "rl" + "r" * 4,
                 ),
             ]
+            if rec.get("caveat"):
+                lines += ["", f"Caveat: {rec['caveat']}"]
         lines += _plot(report, "scaling.png", "throughput against workers")
     if "peers" in s:
         p = s["peers"]

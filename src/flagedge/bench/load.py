@@ -210,6 +210,18 @@ class Workload:
         message.context.update(self.context)
         return bytes(message.SerializeToString())
 
+    def flag_of(self, scenario: str) -> str | None:
+        """The one flag a single-flag scenario asks about (None for all, batch, stream)."""
+        return {
+            "evaluate": self.flag,
+            "resolve": self.boolean_flag,
+            "v1_resolve": self.boolean_flag,
+            "resolve_string": self.string_flag,
+            "resolve_int": self.int_flag,
+            "resolve_float": self.float_flag,
+            "resolve_object": self.object_flag,
+        }.get(scenario)
+
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "batch_flags": list(self.batch_flags)}
 
@@ -256,8 +268,10 @@ def probe(target: str, scenario: str, workload: Workload, timeout: float = 10.0)
             hint = ""
             if code == grpc.StatusCode.UNIMPLEMENTED and spec.api == "flagedge.v1":
                 hint = " (a flagd server has only the flagd scenarios: --scenario flagd)"
+            flag = workload.flag_of(scenario)
+            asked = f" about flag {flag!r}" if flag else ""
             raise LoadError(
-                f"{scenario}: {target} answered {code.name}: {exc.details()}{hint}"
+                f"{scenario}: asked{asked}, {target} answered {code.name}: {exc.details()}{hint}"
             ) from None
     if scenario == "evaluate":
         result = pb.EvaluateResponse.FromString(answer).result
