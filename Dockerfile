@@ -5,6 +5,10 @@
 # Without --flags it serves the bundled example set.
 
 FROM python:3.11-slim AS build
+# A C compiler for flagedge's optional speed-ups (src/flagedge/_speedups.c); build stage only.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m venv /opt/flagedge
 # README.m[d]: pyproject names README.md; the glob keeps the build working without one.

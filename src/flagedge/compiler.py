@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import hashing, ops
+from ._accel import speedups
 from .errors import DefinitionError, Problem
 from .hashing import Scheme
 from .model import FlagState, ToggleKind, ValueKind
@@ -465,6 +466,8 @@ def _hash_v2(s: str | None) -> int | None:
     return None if s is None else hashing.hash_v2(s)
 
 
+if speedups is not None:
+    _RUNTIME["_v3pair"] = speedups.v3_pair
 _RUNTIME["_pick_bucket"] = _pick_bucket
 _RUNTIME["_v2_key"] = _v2_key
 _RUNTIME["_hash_v2"] = _hash_v2
@@ -893,6 +896,10 @@ class _Gen:
                 return f"_hash_v2(_v2_key(None, {self.const(self.flag_key)}, ctx))"
             by_src = self.value(by, d)[0]
             return f"_hash_v2(_v2_key({by_src}, {self.const(self.flag_key)}, ctx))"
+        if by is _IMPLICIT and not self.sub and "_v3pair" in _RUNTIME:
+            # The C hash takes the targeting key as it comes (None unless a non-empty str).
+            prefix = self.const(hashing.v3_pair_prefix(self.flag_key))
+            return f"_v3pair({prefix}, ctx.get('targetingKey'))"
         if by is _IMPLICIT:
             raw_prefix = hashing.v3_pair_prefix(self.flag_key)
             prefix = self.const(raw_prefix)
