@@ -100,10 +100,11 @@ class Server:
                     break
                 continue
             log = [*log[-19:], line]
-            found = re.search(r"serving gRPC on [^ ]+:(\d+)", line)
+            # Two workers' lines can arrive interleaved in one line: count every match.
+            found = re.findall(r"serving gRPC on [^ ]+:(\d+)", line)
             if found:
-                self.port = int(found.group(1))
-                ready += 1
+                self.port = int(found[0])
+                ready += len(found)
         if not self.port or self.process.poll() is not None:
             self.process.kill()
             raise RuntimeError(f"the {kind} server did not start:\n{''.join(log)}")
