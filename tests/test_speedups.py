@@ -107,3 +107,37 @@ def test_the_pure_python_paths_pass_the_golden_cases_too() -> None:
         check=True,
     )
     assert probe.stdout.strip() == "None"  # the run above really was pure Python
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    weights=st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=6).filter(
+        lambda ws: sum(ws) > 0
+    ),
+    tk=st.text(min_size=1, max_size=60),
+)
+def test_a_compiled_fractional_picks_the_bucket_the_formula_picks(
+    weights: list[int], tk: str
+) -> None:
+    """The C threshold walk agrees with flagd's (h * total) >> 32 against running sums."""
+    names = [f"v{i}" for i in range(len(weights))]
+    doc = {
+        "flags": {
+            "f": {
+                "state": "ENABLED",
+                "variants": {n: n for n in names},
+                "defaultVariant": names[0],
+                "targeting": {"fractional": [[n, w] for n, w in zip(names, weights, strict=True)]},
+            }
+        }
+    }
+    got = Snapshot.build(doc).evaluate("f", {"targetingKey": tk}, NOW).variant
+    h = hashing.hash_v3(["f", tk])
+    assert h is not None
+    point, running, want = (h * sum(weights)) >> 32, 0, None
+    for name, weight in zip(names, weights, strict=True):
+        running += weight
+        if point < running:
+            want = name
+            break
+    assert got == want

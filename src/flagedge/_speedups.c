@@ -7,6 +7,10 @@
  *       unknown key) goes to ``fallback``, the pure-Python evaluate, so the semantics
  *       live in one place.
  *
+ *   v3_choose(prefix, context, limits, outcomes, none_outcome)
+ *       A whole top-level ``fractional`` on the implicit key: hash, compare with the
+ *       precomputed thresholds, return the chosen outcome.
+ *
  *   v3_pair(prefix, targeting_key) -> int | None
  *       murmur3_x86_32 (seed 0) of the canonical CBOR array [flagKey, targetingKey],
  *       given ``prefix`` = CBOR array header + flag key; None unless the targeting key is
@@ -21,6 +25,7 @@
 
 static PyObject *str_answer;   /* "answer" */
 static PyObject *str_resolver; /* "resolver" */
+static PyObject *str_targeting_key; /* "targetingKey" */
 
 static inline uint32_t rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 
@@ -64,25 +69,14 @@ static uint32_t murmur3_32(const unsigned char *data, size_t len)
     return h;
 }
 
-static PyObject *v3_pair(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* murmur3 of prefix + CBOR text header + UTF-8 of tk; -1 with an exception set on error. */
+static int64_t hash_pair(PyObject *prefix, PyObject *tk)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "v3_pair(prefix, targeting_key)");
-        return NULL;
-    }
-    PyObject *prefix = args[0], *tk = args[1];
-    if (!PyBytes_CheckExact(prefix)) {
-        PyErr_SetString(PyExc_TypeError, "prefix must be bytes");
-        return NULL;
-    }
-    if (!PyUnicode_CheckExact(tk) || PyUnicode_GET_LENGTH(tk) == 0) {
-        Py_RETURN_NONE;
-    }
     Py_ssize_t n;
     /* UTF-8 of a str is cached on the object after the first call: no copy per flag. */
     const char *utf8 = PyUnicode_AsUTF8AndSize(tk, &n);
     if (utf8 == NULL) {
-        return NULL; /* lone surrogates: the caller's rule turns this into GENERAL */
+        return -1; /* lone surrogates: the caller's rule turns this into GENERAL */
     }
     unsigned char header[9];
     size_t hlen;
@@ -115,7 +109,8 @@ static PyObject *v3_pair(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     unsigned char stack[512];
     unsigned char *buf = total <= sizeof stack ? stack : PyMem_Malloc(total);
     if (buf == NULL) {
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     memcpy(buf, PyBytes_AS_STRING(prefix), plen);
     memcpy(buf + plen, header, hlen);
@@ -124,7 +119,86 @@ static PyObject *v3_pair(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     if (buf != stack) {
         PyMem_Free(buf);
     }
-    return PyLong_FromUnsignedLong(h);
+    return (int64_t)h;
+}
+
+static PyObject *v3_pair(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "v3_pair(prefix, targeting_key)");
+        return NULL;
+    }
+    PyObject *prefix = args[0], *tk = args[1];
+    if (!PyBytes_CheckExact(prefix)) {
+        PyErr_SetString(PyExc_TypeError, "prefix must be bytes");
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(tk) || PyUnicode_GET_LENGTH(tk) == 0) {
+        Py_RETURN_NONE;
+    }
+    int64_t h = hash_pair(prefix, tk);
+    if (h < 0) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong((unsigned long)h);
+}
+
+/* v3_choose(prefix, context, limits, outcomes, none_outcome): a whole top-level
+ * ``fractional`` over the implicit key. ``limits`` packs one little-endian uint64 per
+ * bucket: the first bucket whose limit exceeds the hash wins (the last limit is 2**32). */
+static PyObject *v3_choose(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[2]) ||
+        !PyTuple_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "v3_choose(prefix: bytes, context, limits: bytes, outcomes: tuple, "
+                        "none_outcome)");
+        return NULL;
+    }
+    PyObject *ctx = args[1], *tk;
+    if (PyDict_CheckExact(ctx)) {
+        tk = PyDict_GetItemWithError(ctx, str_targeting_key); /* borrowed */
+        if (tk == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_XINCREF(tk);
+    } else {
+        tk = PyObject_GetItem(ctx, str_targeting_key);
+        if (tk == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+                return NULL;
+            }
+            PyErr_Clear();
+        }
+    }
+    if (tk == NULL || !PyUnicode_CheckExact(tk) || PyUnicode_GET_LENGTH(tk) == 0) {
+        Py_XDECREF(tk);
+        Py_INCREF(args[4]);
+        return args[4];
+    }
+    int64_t h = hash_pair(args[0], tk);
+    Py_DECREF(tk);
+    if (h < 0) {
+        return NULL;
+    }
+    Py_ssize_t nout = PyTuple_GET_SIZE(args[3]);
+    Py_ssize_t nlim = PyBytes_GET_SIZE(args[2]) / 8;
+    const char *limits = PyBytes_AS_STRING(args[2]);
+    Py_ssize_t i = 0;
+    for (; i < nlim && i < nout - 1; i++) {
+        uint64_t limit;
+        memcpy(&limit, limits + 8 * i, 8);
+        if ((uint64_t)h < limit) {
+            break;
+        }
+    }
+    if (nout == 0) {
+        PyErr_SetString(PyExc_ValueError, "no outcomes");
+        return NULL;
+    }
+    PyObject *chosen = PyTuple_GET_ITEM(args[3], i);
+    Py_INCREF(chosen);
+    return chosen;
 }
 
 static PyObject *evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -177,6 +251,8 @@ static PyMethodDef methods[] = {
     {"v3_pair", (PyCFunction)(void (*)(void))v3_pair, METH_FASTCALL,
      "murmur3_x86_32 of CBOR [flagKey, targetingKey] given the flag's prefix; None "
      "unless targeting_key is a non-empty str."},
+    {"v3_choose", (PyCFunction)(void (*)(void))v3_choose, METH_FASTCALL,
+     "A top-level fractional over the implicit [flagKey, targetingKey] key, in one call."},
     {"evaluate", (PyCFunction)(void (*)(void))evaluate, METH_FASTCALL | METH_KEYWORDS,
      "The untyped fast path of Snapshot.evaluate (see flagedge.engine)."},
     {NULL, NULL, 0, NULL},
@@ -191,7 +267,8 @@ PyMODINIT_FUNC PyInit__speedups(void)
 {
     str_answer = PyUnicode_InternFromString("answer");
     str_resolver = PyUnicode_InternFromString("resolver");
-    if (str_answer == NULL || str_resolver == NULL) {
+    str_targeting_key = PyUnicode_InternFromString("targetingKey");
+    if (str_answer == NULL || str_resolver == NULL || str_targeting_key == NULL) {
         return NULL;
     }
     return PyModule_Create(&module);

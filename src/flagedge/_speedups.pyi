@@ -10,3 +10,10 @@ def evaluate(
     now: int,
     flag_type: Any = None,
 ) -> Any: ...
+def v3_choose(
+    prefix: bytes,
+    context: Mapping[str, Any],
+    limits: bytes,
+    outcomes: tuple[Any, ...],
+    none_outcome: Any,
+) -> Any: ...

@@ -26,6 +26,7 @@ import datetime as _dt
 import functools
 import json
 import math
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -468,6 +469,7 @@ def _hash_v2(s: str | None) -> int | None:
 
 if speedups is not None:
     _RUNTIME["_v3pair"] = speedups.v3_pair
+    _RUNTIME["_v3choose"] = speedups.v3_choose
 _RUNTIME["_pick_bucket"] = _pick_bucket
 _RUNTIME["_v2_key"] = _v2_key
 _RUNTIME["_hash_v2"] = _hash_v2
@@ -498,6 +500,7 @@ class _Gen:
         self.consts: list[Any] = []
         self.const_names: dict[tuple[type, Any], str] = {}
         self.helpers: list[str] = []
+        self.prelude: list[str] = []  # lines run once per instantiation, before the rule
         self.ntemp = 0
         self.sub = False  # inside map/filter/...: ctx is the current item, not the context
 
@@ -960,6 +963,20 @@ class _Gen:
                     outs = tuple(self.out(self.outcome_of(n)) for n in names)
                     t = self.temp()
                     none_out = self.out(self.outcome_of(None))
+                    if (
+                        by is _IMPLICIT
+                        and self.scheme is Scheme.V3
+                        and not self.sub
+                        and "_v3choose" in _RUNTIME
+                    ):
+                        # One C call: hash, compare with the thresholds, pick the outcome.
+                        limits = [-((-b << 32) // total) for b in bounds]
+                        prefix = self.const(hashing.v3_pair_prefix(self.flag_key))
+                        packed = self.const(struct.pack(f"<{len(limits)}Q", *limits))
+                        self.prelude.append(f"{t} = ({', '.join(outs)},)")
+                        return [
+                            f"{indent}return _v3choose({prefix}, ctx, {packed}, {t}, {none_out})"
+                        ]
                     lines = [
                         f"{indent}{t} = {self._hash_src(by, depth + 1)}",
                         f"{indent}if {t} is None:",
@@ -1115,11 +1132,15 @@ def compile_rule(
     params = [f"c{i}" for i in range(len(gen.consts))]
     params += [f"o{i}" for i in range(n_outcomes)]
     params += ["_general", "_outcome"]
-    inner = "".join(gen.helpers) + (
-        "def rule(ctx, now):\n    try:\n"
-        + "\n".join(body)
-        + "\n    except _Exception:\n        return _general\n"
-        + "return rule\n"
+    inner = (
+        "".join(f"{line}\n" for line in gen.prelude)
+        + "".join(gen.helpers)
+        + (
+            "def rule(ctx, now):\n    try:\n"
+            + "\n".join(body)
+            + "\n    except _Exception:\n        return _general\n"
+            + "return rule\n"
+        )
     )
     source = f"def make({', '.join(params)}):\n" + "".join(
         f"    {line}\n" if line else "\n" for line in inner.splitlines()
