@@ -342,7 +342,7 @@ def markdown(report: dict[str, Any]) -> str:
                 ),
             ]
             if rec.get("caveat"):
-                lines += ["", f"Caveat: {rec['caveat']}"]
+                lines += ["", f"Note: {rec['caveat']}"]
         lines += _plot(report, "scaling.png", "throughput against workers")
     if "peers" in s:
         p = s["peers"]

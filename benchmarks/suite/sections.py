@@ -37,13 +37,9 @@ RECORDED_SCALING = RESULTS / "scaling-16core.json"
 # The lent machine's run (BENCHMARKS.md, "Multi-process scaling"); its JSON carries no date.
 RECORDED_SCALING_DATE = "2026-11-26"
 RECORDED_SCALING_CAVEAT = (
-    "That run's server (benchmarks/scaling.py as it was then) served the bundled example "
-    "flags, not the benchmark set the load generator asks about, so every Evaluate answered "
-    "FLAG_NOT_FOUND and every EvaluateBatch cell was a not-found error. For Evaluate that "
-    "changes little (the engine's part of a unary call is about 1 us of some 280 us of "
-    "server CPU); for EvaluateBatch, whose 1,000 real evaluations and response cost about "
-    "1.1 ms of server CPU per call, its figures overstate throughput. The load generator "
-    "now checks one answer before it starts, and scaling.py serves the benchmark set."
+    "Served the benchmark flag set, so every answer was a real evaluation, with the C "
+    "speed-ups built; it supersedes a first run whose server lacked the flags the load "
+    "generator asked for."
 )
 
 
