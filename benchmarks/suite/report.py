@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.peers.run import fmt_ns
 from flagedge.bench.load import SCENARIOS
 
 
@@ -21,16 +22,6 @@ def _rate(x: float | None) -> str:
     if x >= 1e3:
         return f"{x / 1e3:.1f} k"
     return f"{x:.0f}"
-
-
-def _ns(ns: float | None) -> str:
-    if ns is None:
-        return "n/a"
-    if ns >= 1e6:
-        return f"{ns / 1e6:.2f} ms"
-    if ns >= 1e3:
-        return f"{ns / 1e3:.2f} µs"
-    return f"{ns:.0f} ns"
 
 
 def _table(head: list[str], rows: list[list[str]], align: str = "") -> list[str]:
@@ -351,7 +342,7 @@ def markdown(report: dict[str, Any]) -> str:
             [
                 f"**{name}**" if name == "flagedge" else name,
                 *(
-                    _ns(per.get(w, {}).get("ns_per_eval"))
+                    fmt_ns(per.get(w, {}).get("ns_per_eval"))
                     if "error" not in per.get(w, {})
                     else "error"
                     for w in workloads
