@@ -46,6 +46,7 @@ from typing import Any
 from flagedge.bench.load import QUANTILES
 
 FLAG = "switch"
+POLL_INTERVAL = 0.0  # seconds between the starts of one edge's polls; 0: back to back
 SERVING = re.compile(r"serving gRPC on [^ ]+:(\d+), management")
 
 
@@ -71,15 +72,27 @@ def _document() -> dict[str, Any]:
 
 
 def _poller(
-    ports: Sequence[int], seen: Any, stamps: Any, flips: int, armed: Any, stop: Any
+    ports: Sequence[int],
+    seen: Any,
+    stamps: Any,
+    sent: Any,
+    flips: int,
+    armed: Any,
+    stop: Any,
+    interval: float,
 ) -> None:
-    """Evaluate ``switch`` on every edge back to back while a flip is armed; stamp the first
-    answer that shows each flip. Between flips it sleeps, so the edges are otherwise idle."""
+    """One poll loop per edge: while a flip is armed, Evaluate ``switch`` on that edge, one
+    call in flight at a time, a new call starting every ``interval`` seconds (or as soon as
+    the previous one answers, when that takes longer); the loops are staggered across the
+    interval. The first answer that shows a flip stamps its arrival (``stamps``) and the
+    moment its call was sent (``sent``): the edge answered somewhere between the two."""
     import grpc
 
     from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 
     request = pb.EvaluateRequest(flag_key=FLAG).SerializeToString()
+    clock = time.monotonic_ns
+    period = int(interval * 1e9)
 
     async def poll(i: int, port: int) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -90,14 +103,22 @@ def _poller(
             )
             last = (await call(request, timeout=5)).result.value.bool_value
             seen[i] = 0  # ready: the value before the first flip is known
+            offset = period * i // max(1, len(ports))
             while not stop.value:
                 k = seen[i]
                 if armed.value != k or k >= flips:
-                    await asyncio.sleep(0.0002)
+                    await asyncio.sleep(0.0005)
                     continue
+                start = clock()
+                # Stagger: each edge's calls start at its own phase of the period.
+                phase = (start - offset) % period if period else 0
+                if phase:
+                    await asyncio.sleep((period - phase) / 1e9)
+                    start = clock()
                 value = (await call(request, timeout=5)).result.value.bool_value
                 if value != last:
-                    stamps[i * flips + k] = time.monotonic_ns()
+                    stamps[i * flips + k] = clock()
+                    sent[i * flips + k] = start
                     seen[i] = k + 1
                     last = value
 
@@ -154,7 +175,9 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def _measure(admin: Any, ports: list[int], flips: int, load_rate: float) -> dict[str, Any]:
+def _measure(
+    admin: Any, ports: list[int], flips: int, load_rate: float, interval: float
+) -> dict[str, Any]:
     from flagedge.model import Override, OverrideKind
     from flagedge.store.plane import ChangeKind, Write
 
@@ -162,11 +185,14 @@ def _measure(admin: Any, ports: list[int], flips: int, load_rate: float) -> dict
     n = len(ports)
     seen = ctx.Array("i", [-1] * n, lock=False)
     stamps = ctx.Array("q", n * flips, lock=False)
+    sent = ctx.Array("q", n * flips, lock=False)
     armed: Synchronized[int] = ctx.Value("i", -1, lock=False)  # type: ignore[assignment]
     stop: Synchronized[int] = ctx.Value("i", 0, lock=False)  # type: ignore[assignment]
     done: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
     poller = ctx.Process(
-        target=_poller, args=(ports, seen, stamps, flips, armed, stop), daemon=True
+        target=_poller,
+        args=(ports, seen, stamps, sent, flips, armed, stop, interval),
+        daemon=True,
     )
     poller.start()
     loader = None
@@ -188,7 +214,7 @@ def _measure(admin: Any, ports: list[int], flips: int, load_rate: float) -> dict
             raw = admin.read()
             write = Write(raw.version, ChangeKind.OVERRIDE, "bench", "flip", flag=FLAG, override=ov)
             armed.value = i
-            time.sleep(0.001)  # the poller is polling before the write
+            time.sleep(0.002)  # the poller is polling before the write
             t0 = time.monotonic_ns()
             result = admin.write(write)
             assert result.ok
@@ -197,7 +223,7 @@ def _measure(admin: Any, ports: list[int], flips: int, load_rate: float) -> dict
             while any(seen[e] <= i for e in range(n)):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"flip {i} did not reach every edge in 10 s")
-                time.sleep(0.0002)
+                time.sleep(0.001)  # (the stamps come from the poller)
             armed.value = -1
             time.sleep(random.uniform(0.002, 0.01))
     finally:
@@ -213,6 +239,11 @@ def _measure(admin: Any, ports: list[int], flips: int, load_rate: float) -> dict
         sorted((stamps[e * flips + i] - started[i]) / 1e6 for i in range(flips)) for e in range(n)
     ]
     every = sorted(x for lat in per_edge for x in lat)
+    # The poll that first showed the flip was sent this long before its answer arrived: the
+    # edge answered somewhere inside that window, so it bounds the measurement's error.
+    window = sorted(
+        (stamps[e * flips + i] - sent[e * flips + i]) / 1e6 for e in range(n) for i in range(flips)
+    )
     last_edge = sorted(max(per_edge[e][i] for e in range(n)) for i in range(flips))
     return {
         "edges": n,
@@ -224,12 +255,17 @@ def _measure(admin: Any, ports: list[int], flips: int, load_rate: float) -> dict
         "max_ms": round(every[-1], 3),
         "all_edges_p50_ms": round(statistics.median(last_edge), 3),
         "all_edges_p99_ms": round(_percentile(last_edge, 0.99), 3),
+        "poll_interval_ms": interval * 1e3,
+        "poll_window_p50_ms": round(statistics.median(window), 3),
+        "poll_window_p99_ms": round(_percentile(window, 0.99), 3),
         # every edge's latency at flagedge.bench.load.QUANTILES, for the report's plots
         "cdf": [round(_percentile(every, q), 3) for q in QUANTILES],
     }
 
 
-def run(edges: int, flips: int, load_rate: float) -> list[dict[str, Any]]:
+def run(
+    edges: int, flips: int, load_rate: float, poll_interval: float = POLL_INTERVAL
+) -> list[dict[str, Any]]:
     from flagedge.store.plane import ChangeKind, Write
     from flagedge.store.redis import RedisAdmin, parse_target
 
@@ -284,9 +320,9 @@ def run(edges: int, flips: int, load_rate: float) -> list[dict[str, Any]]:
                 raise RuntimeError("an edge did not start")
             # Keep draining its log so that it never blocks on a full pipe.
             threading_drain(edge)
-        results = [_measure(admin, ports, flips, 0)]
+        results = [_measure(admin, ports, flips, 0, poll_interval)]
         if load_rate > 0:
-            results.append(_measure(admin, ports, flips, load_rate))
+            results.append(_measure(admin, ports, flips, load_rate, poll_interval))
         admin.close()
         return results
     finally:
@@ -320,9 +356,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--edges", type=int, default=3)
     parser.add_argument("--flips", type=int, default=200)
     parser.add_argument("--load-rate", type=float, default=3000.0, help="0: idle run only")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=POLL_INTERVAL * 1e3,
+        help="ms between the starts of one edge's polls; 0: back to back (the old method)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    results = run(args.edges, args.flips, args.load_rate)
+    results = run(args.edges, args.flips, args.load_rate, args.poll_interval / 1e3)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

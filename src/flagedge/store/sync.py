@@ -54,6 +54,9 @@ from .plane import (
 
 log = logging.getLogger("flagedge.sync")
 
+# Seconds the log line of a one-key change waits after the change is applied.
+_QUIET = 0.005
+
 
 def _problems(exc: DefinitionError) -> list[dict[str, str]]:
     return [{"path": p.path, "message": p.message} for p in exc.problems]
@@ -463,26 +466,10 @@ class EdgeSync:
         if source == "redis":
             self._lkg_dirty.set()
         if key is not None:
-            ov = snap.overrides.get(key)
-            what = (
-                f"{ov.kind}{'' if ov.variant is None else ' ' + ov.variant}"
-                f"{' ' + format(ov.percent, 'g') + '%' if ov.kind is OverrideKind.ROLLOUT else ''}"
-                if set_override and ov is not None
-                else "removed"
-            )
-            event(
-                log,
-                logging.INFO,
-                "override",
-                "applied version %d: override on %s %s",
-                snap.version,
-                key,
-                what,
-                version=snap.version,
-                flag=key,
-                override=None if not set_override or ov is None else ov.to_json(),
-                changed=len(changed),
-                source=source,
+            # The one-key fast path runs while clients poll for the new value: say so once
+            # the loop has answered them (a log line costs about as much as an answer).
+            asyncio.get_running_loop().call_later(
+                _QUIET, self._log_override, snap, key, set_override, len(changed), source
             )
         else:
             event(
@@ -502,6 +489,31 @@ class EdgeSync:
                 reason=why or "load",
                 compile_seconds=round(self.compile_seconds, 6),
             )
+
+    def _log_override(
+        self, snap: Snapshot, key: str, set_override: bool, changed: int, source: str
+    ) -> None:
+        ov = snap.overrides.get(key)
+        what = (
+            f"{ov.kind}{'' if ov.variant is None else ' ' + ov.variant}"
+            f"{' ' + format(ov.percent, 'g') + '%' if ov.kind is OverrideKind.ROLLOUT else ''}"
+            if set_override and ov is not None
+            else "removed"
+        )
+        event(
+            log,
+            logging.INFO,
+            "override",
+            "applied version %d: override on %s %s",
+            snap.version,
+            key,
+            what,
+            version=snap.version,
+            flag=key,
+            override=None if not set_override or ov is None else ov.to_json(),
+            changed=changed,
+            source=source,
+        )
 
     async def _install_lkg(self, path: Path) -> None:
         try:
