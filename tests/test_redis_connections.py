@@ -1,0 +1,199 @@
+"""The other ways to reach Redis, end to end with real processes: ``rediss://`` (TLS) and
+Sentinel. The CLI pushes and kills; a ``flagedge serve`` edge serves the pushed flag and
+applies the kill. Every wait is bounded; nothing asserts on speed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis_helpers import (
+    REDIS_SERVER,
+    Edge,
+    RedisServer,
+    document,
+    flagctl,
+    free_port,
+    wait_until,
+)
+
+ENV = "conn"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+def _round_trip(url: str, tmp_path: Path, *edge_args: str) -> None:
+    """Push through the CLI, see an edge serve it, kill through the CLI, see the edge apply it."""
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps(document(a="on")))
+    code, _, err = flagctl("push", str(path), "--redis", url, "--env", ENV)
+    assert code == 0, err
+    edge = Edge(url, ENV, tmp_path / "lkg.json", *edge_args)
+    try:
+        edge.wait_serving()
+        assert edge.value("a") is True
+        code, _, err = flagctl("kill", "a", "--redis", url, "--env", ENV, "--wait")
+        assert code == 0, err
+        wait_until("the edge to apply the kill", lambda: edge.value("a") is None)
+        # --wait returned once every live edge (each worker is one) reported the kill.
+        assert all(edge.value("a") is None for _ in range(20))
+        ready = edge.readyz()
+        assert ready["connected"] is True and ready["stale"] is False
+        assert ready["source"] == "redis" and ready["error"] is None
+    finally:
+        assert edge.stop() == 0, edge.text()
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 / localhost signed by it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+        *("-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=flagedge test CA"),
+        cwd=directory,
+    )
+    _openssl(
+        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key"),
+        *("-out", "server.csr", "-subj", "/CN=127.0.0.1"),
+        cwd=directory,
+    )
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(
+        *("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key"),
+        *("-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "san.ext"),
+        cwd=directory,
+    )
+    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
+
+
+@contextlib.contextmanager
+def tls_redis(directory: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server that speaks only TLS (no client certificates asked): (port, CA file)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary to make a test certificate with")
+    ca, cert, key = _certificates(directory / "certs")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
+            *("--tls-cert-file", str(cert), "--tls-key-file", str(key)),
+            *("--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"),
+            *("--save", "", "--appendonly", "no", "--dir", str(directory)),
+            *("--logfile", str(directory / "redis.log")),
+        ],
+    )
+    try:
+
+        def pings() -> bool:
+            if process.poll() is not None:
+                log = (directory / "redis.log").read_text(errors="replace")
+                if "TLS" in log and "not" in log.lower():
+                    pytest.skip(f"this redis-server was built without TLS: {log[-300:]}")
+                raise AssertionError(f"redis-server exited:\n{log}")
+            client = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(ca), socket_timeout=5)
+            with contextlib.closing(client):
+                return bool(client.ping())
+
+        wait_until("the TLS redis-server to answer", pings, 15)
+        yield port, ca
+    finally:
+        _stop(process)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rediss_urls_work_for_the_cli_and_an_edge(tmp_path: Path, workers: int) -> None:
+    # With two workers the supervisor hands the URL (CA option included) on to each.
+    with tls_redis(tmp_path / "tls") as (port, ca):
+        url = f"rediss://127.0.0.1:{port}?ssl_ca_certs={ca}"
+        _round_trip(url, tmp_path, f"--workers={workers}")
+
+
+def test_a_rediss_url_refuses_a_server_it_cannot_verify(tmp_path: Path) -> None:
+    with tls_redis(tmp_path / "tls") as (port, _ca):
+        # No CA given: the system's trust store does not know the test CA.
+        code, _, err = flagctl("get", "--redis", f"rediss://127.0.0.1:{port}", "--env", ENV)
+        assert code != 0 and "certificate" in err.lower(), err
+
+
+# -- Sentinel -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sentinel(directory: Path, master_port: int) -> Iterator[int]:
+    """One ``redis-server --sentinel`` watching the master on ``master_port`` as mymaster."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = directory / "sentinel.conf"  # a sentinel rewrites its config: a file of its own
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+        f"logfile {directory / 'sentinel.log'}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
+        "sentinel down-after-milliseconds mymaster 60000\n"
+    )
+    process = subprocess.Popen([REDIS_SERVER, str(conf), "--sentinel"])
+    try:
+
+        def knows_master() -> bool:
+            if process.poll() is not None:
+                raise AssertionError((directory / "sentinel.log").read_text(errors="replace"))
+            client = redis.Redis(port=port, socket_timeout=5)
+            with contextlib.closing(client):
+                reply = client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+            return reply is not None and int(reply[1]) == master_port
+
+        wait_until("the sentinel to know the master", knows_master, 15)
+        yield port
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def master(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "master").start()
+    yield server
+    server.kill()
+
+
+def test_a_sentinel_url_works_for_the_cli_and_an_edge(master: RedisServer, tmp_path: Path) -> None:
+    with sentinel(tmp_path / "sentinel", master.port) as port:
+        _round_trip(f"redis+sentinel://127.0.0.1:{port}/mymaster", tmp_path)
+
+
+def test_sentinel_options_work_for_the_cli_and_an_edge(master: RedisServer, tmp_path: Path) -> None:
+    with sentinel(tmp_path / "sentinel", master.port) as port:
+        options = ("--sentinel", f"127.0.0.1:{port}", "--sentinel-master", "mymaster")
+        path = tmp_path / "flags.json"
+        path.write_text(json.dumps(document(a="on")))
+        code, _, err = flagctl("push", str(path), "--env", ENV, *options)
+        assert code == 0, err
+        edge = Edge("", ENV, tmp_path / "lkg.json", *options)
+        try:
+            edge.wait_serving()
+            assert edge.value("a") is True
+            code, _, err = flagctl("kill", "a", "--env", ENV, "--wait", *options)
+            assert code == 0, err
+            wait_until("the edge to apply the kill", lambda: edge.value("a") is None)
+            assert edge.readyz()["connected"] is True
+        finally:
+            assert edge.stop() == 0, edge.text()
+        # The data went to the master the sentinel named.
+        with contextlib.closing(master.client()) as client:
+            assert client.get(f"flagedge:{ENV}:version") == b"2"
