@@ -225,6 +225,43 @@ async def test_the_last_known_good_file_serves_when_the_store_is_down_at_start(
         read_lkg(lkg, "other")
 
 
+@async_test
+async def test_a_burst_of_changes_is_saved_once_and_a_change_right_before_stop_is_saved(
+    tmp_path: Path,
+) -> None:
+    plane, lkg = MemoryPlane(), tmp_path / "lkg.json"
+    push(plane, document(a="on", b="on"))
+    sync = EdgeSync(
+        plane,
+        SnapshotHolder(),
+        env="unit",
+        edge_id="host/1/abc",
+        lkg_path=lkg,
+        check_interval=60,
+        heartbeat_interval=60,  # so that only the beat that follows an apply can report it
+    )
+    await sync.start()
+    try:
+        await until(lambda: lkg.exists() and read_lkg(lkg, "unit").version == 1)
+        saved = lkg.stat().st_mtime_ns
+        for i in range(10):  # a kill-switch storm, one change every 10 ms
+            override(plane, "a", KILL if i % 2 == 0 else None)
+            await asyncio.sleep(0.01)
+        await until(lambda: sync.version == 11)
+        await until(lambda: plane.heartbeats["host/1/abc"].version == 11)
+        await until(lambda: read_lkg(lkg, "unit").version == 11)
+        burst = lkg.stat().st_mtime_ns
+        assert burst != saved
+        await asyncio.sleep(0.3)
+        assert lkg.stat().st_mtime_ns == burst  # one write for the whole burst
+        override(plane, "b", KILL)
+        await until(lambda: sync.version == 12)
+    finally:
+        await sync.stop()  # before the debounce has written version 12
+    assert read_lkg(lkg, "unit").version == 12
+    assert read_lkg(lkg, "unit").overrides.keys() == {"b"}
+
+
 def test_messages_and_overrides_are_decoded_strictly() -> None:
     assert decode_message(b"[]") is None
     assert decode_message(b'{"version": true, "kind": "definitions"}') is None

@@ -56,6 +56,12 @@ log = logging.getLogger("flagedge.sync")
 
 # Seconds the log line of a one-key change waits after the change is applied.
 _QUIET = 0.005
+# Seconds the heartbeat that reports an apply waits after it (applies within it share one).
+_BEAT_DELAY = 0.01
+# The last-known-good file is written once changes stop for _LKG_QUIET seconds, and at the
+# latest _LKG_MAX_DELAY seconds after the first change it has not saved yet.
+_LKG_QUIET = 0.1
+_LKG_MAX_DELAY = 1.0
 
 
 def _problems(exc: DefinitionError) -> list[dict[str, str]]:
@@ -189,7 +195,9 @@ class EdgeSync:
         self._rejected: int | None = None  # the store version last refused
         self._first_try = asyncio.Event()
         self._beat_now = asyncio.Event()
+        self._beat_soon: asyncio.TimerHandle | None = None
         self._lkg_dirty = asyncio.Event()
+        self._last_change = 0.0  # loop time of the last applied state (the LKG debounce)
         self._tasks: list[asyncio.Task[None]] = []
         self._session_ok = False  # the current session got as far as a confirmed SUBSCRIBE
         self._sessions = 0  # confirmed subscriptions so far (the first is not a reconnect)
@@ -211,11 +219,20 @@ class EdgeSync:
             await self._install_lkg(self.lkg_path)
 
     async def stop(self) -> None:
+        if self._beat_soon is not None:
+            self._beat_soon.cancel()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            done, alive = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("the %s task had failed: %r", task.get_name(), task.exception())
+            for task in alive:  # a bug, not a reason to hang a shutdown
+                log.error("the %s task did not stop when cancelled", task.get_name())
+        if self._lkg_dirty.is_set():  # an applied change the debounce had not saved yet
+            self._lkg_dirty.clear()
+            await self._save_lkg()
         remove = getattr(self.plane, "remove_heartbeat", None)
         if remove is not None:
             with contextlib.suppress(Exception):
@@ -462,13 +479,19 @@ class EdgeSync:
         self.error = None
         self._rejected = None
         self._note_stale()
-        self._beat_now.set()
+        # The heartbeat (a Redis round trip) and the file write wait until the change has
+        # reached clients: they cost CPU right when clients poll for the new value. The
+        # heartbeat carries applied_at, so reporting it late does not change what it says.
+        loop = asyncio.get_running_loop()
+        if self._beat_soon is None:
+            self._beat_soon = loop.call_later(_BEAT_DELAY, self._beat_after_apply)
         if source == "redis":
+            self._last_change = loop.time()
             self._lkg_dirty.set()
         if key is not None:
             # The one-key fast path runs while clients poll for the new value: say so once
             # the loop has answered them (a log line costs about as much as an answer).
-            asyncio.get_running_loop().call_later(
+            loop.call_later(
                 _QUIET, self._log_override, snap, key, set_override, len(changed), source
             )
         else:
@@ -547,10 +570,17 @@ class EdgeSync:
 
     # -- background duties --------------------------------------------------------------------
 
+    def _beat_after_apply(self) -> None:
+        self._beat_soon = None
+        self._beat_now.set()
+
     async def _heartbeats(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives just as the event is set, and then stop() would wait for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._beat_now.wait(), self.heartbeat_interval)
+                async with asyncio.timeout(self.heartbeat_interval):
+                    await self._beat_now.wait()
             self._beat_now.clear()
             with contextlib.suppress(StoreUnavailable):
                 await self.plane.heartbeat(self.heartbeat())
@@ -558,17 +588,27 @@ class EdgeSync:
     async def _lkg_writer(self) -> None:
         if self.lkg_path is None:
             return
-        path = self.lkg_path
+        loop = asyncio.get_running_loop()
         while True:
             await self._lkg_dirty.wait()
             # Debounce: let the change reach clients first (the write and its fsync cost
-            # CPU right when the poll traffic for a flip peaks), and fold bursts into one.
-            await asyncio.sleep(0.02)
+            # CPU right when the poll traffic for a flip peaks), and fold a burst of changes
+            # (a kill switch storm, a rollout script) into one write, at most a second late.
+            first = loop.time()
+            while True:
+                quiet_at = self._last_change + _LKG_QUIET
+                now = loop.time()
+                if now >= quiet_at or now >= first + _LKG_MAX_DELAY:
+                    break
+                await asyncio.sleep(min(quiet_at, first + _LKG_MAX_DELAY) - now)
             self._lkg_dirty.clear()
-            raw = self._raw
-            if raw is None or self.source != "redis":
-                continue
-            try:
-                await asyncio.to_thread(write_lkg, path, self.env, raw)
-            except OSError as exc:
-                log.error("cannot write last-known-good file %s: %s", path, exc)
+            await self._save_lkg()
+
+    async def _save_lkg(self) -> None:
+        raw, path = self._raw, self.lkg_path
+        if raw is None or path is None or self.source != "redis":
+            return
+        try:
+            await asyncio.to_thread(write_lkg, path, self.env, raw)
+        except OSError as exc:
+            log.error("cannot write last-known-good file %s: %s", path, exc)
