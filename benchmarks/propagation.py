@@ -2,6 +2,7 @@
 
     python -m benchmarks.propagation                   # 3 edges, 200 flips idle + 200 loaded
     python -m benchmarks.propagation --edges 5 --flips 500 --load-rate 4000
+    python -m benchmarks.propagation --client grpcio --poll-interval 0   # the old instruments
 
 What it starts (loopback only, every process bounded and stopped at the end): one
 redis-server on a free port in a temporary directory, N ``flagedge serve --redis`` edges, one
@@ -11,14 +12,24 @@ A flip is one control-plane write: a kill switch forcing ``switch`` to ``off`` (
 then its removal (value True), alternately; the write is the same one Lua script the CLI
 runs (RedisAdmin.write; the CLI's validation happens before it and is not timed). The clock
 starts just before the write and stops when the poller, which calls Evaluate on every edge
-back to back over gRPC, first sees the new value there. Times come from CLOCK_MONOTONIC,
-which every process on the machine shares. A measurement includes up to one poll round trip;
-the poller polls only while a flip is armed (from 1 ms before the write until every edge
-has answered it) and sleeps otherwise, so that in the idle run the edges serve nothing else;
-the next flip follows after a small random gap.
+over gRPC, first sees the new value there. Times come from CLOCK_MONOTONIC, which every
+process on the machine shares. The poller polls only while a flip is armed (from 2 ms before
+the write until every edge has answered it) and sleeps otherwise, so that in the idle run the
+edges serve nothing else; the next flip follows after a small random gap.
 
-The loaded run adds a load process calling Evaluate on every edge at --load-rate calls/s in
-total (open loop), so the edges are serving while the changes arrive.
+The loaded run adds a load process calling Evaluate (a rule-targeted flag with a user
+context) on every edge at --load-rate calls/s in total, open loop, so that the edges are
+serving while the changes arrive.
+
+The instruments share the machine with the edges, so they are kept lean. By default both
+use benchmarks/h2probe.py, a minimal gRPC client on raw HTTP/2 frames (about 50 µs of CPU per
+call, where grpcio's client takes about 180 µs), and each edge is polled once every 0.5 ms
+(the loops staggered) rather than back to back: on two cores, three edges answering polls
+back to back would need more CPU than there is, since grpcio's server spends about 300 µs of
+CPU on each isolated call. A measurement therefore includes the wait for the next poll (up
+to 0.5 ms) and that poll's round trip; ``poll_window`` reports the round trip of the poll
+that first showed each change. ``--client grpcio --poll-interval 0`` gives the earlier
+method (grpc.aio client, back-to-back polls) for comparison.
 """
 
 from __future__ import annotations
@@ -46,7 +57,7 @@ from typing import Any
 from flagedge.bench.load import QUANTILES
 
 FLAG = "switch"
-POLL_INTERVAL = 0.0  # seconds between the starts of one edge's polls; 0: back to back
+POLL_INTERVAL = 0.0005  # seconds between the starts of one edge's polls; 0: back to back
 SERVING = re.compile(r"serving gRPC on [^ ]+:(\d+), management")
 
 
@@ -80,47 +91,88 @@ def _poller(
     armed: Any,
     stop: Any,
     interval: float,
+    client: str = "probe",
 ) -> None:
     """One poll loop per edge: while a flip is armed, Evaluate ``switch`` on that edge, one
     call in flight at a time, a new call starting every ``interval`` seconds (or as soon as
     the previous one answers, when that takes longer); the loops are staggered across the
     interval. The first answer that shows a flip stamps its arrival (``stamps``) and the
-    moment its call was sent (``sent``): the edge answered somewhere between the two."""
-    import grpc
+    moment its call was sent (``sent``): the edge answered somewhere between the two.
 
+    ``client`` picks the gRPC client: "probe" (benchmarks/h2probe.py, one thread per edge;
+    the default, because it leaves the edges most of the CPU) or "grpcio" (grpc.aio)."""
     from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 
     request = pb.EvaluateRequest(flag_key=FLAG).SerializeToString()
     clock = time.monotonic_ns
     period = int(interval * 1e9)
+    method = "/flagedge.v1.Evaluation/Evaluate"
+
+    def value_of(answer: bytes) -> bool:
+        return bool(pb.EvaluateResponse.FromString(answer).result.value.bool_value)
+
+    def loop(i: int, call: Any, wait: Any) -> Any:
+        """The poll loop of edge ``i`` as a generator: it yields what to await or call."""
+        last = value_of((yield call))
+        seen[i] = 0  # ready: the value before the first flip is known
+        offset = period * i // max(1, len(ports))
+        while not stop.value:
+            k = seen[i]
+            if armed.value != k or k >= flips:
+                yield wait(0.0005)
+                continue
+            start = clock()
+            # Stagger: each edge's calls start at its own phase of the period.
+            phase = (start - offset) % period if period else 0
+            if phase:
+                yield wait((period - phase) / 1e9)
+                start = clock()
+            value = value_of((yield call))
+            if value != last:
+                stamps[i * flips + k] = clock()
+                sent[i * flips + k] = start
+                seen[i] = k + 1
+                last = value
+
+    if client == "probe":
+        import threading
+
+        from benchmarks.h2probe import UnaryProbe
+
+        def run(i: int, port: int) -> None:
+            probe = UnaryProbe("127.0.0.1", port, method, request)
+            call = probe.call  # one bound method, so that ``is`` recognises it
+            steps = loop(i, call, time.sleep)
+            step = next(steps)
+            try:
+                while True:
+                    step = steps.send(step() if step is call else step)
+            except StopIteration:
+                probe.close()
+
+        threads = [threading.Thread(target=run, args=(i, p)) for i, p in enumerate(ports)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return
+
+    import grpc
 
     async def poll(i: int, port: int) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary(
-                "/flagedge.v1.Evaluation/Evaluate",
-                request_serializer=None,
-                response_deserializer=pb.EvaluateResponse.FromString,
-            )
-            last = (await call(request, timeout=5)).result.value.bool_value
-            seen[i] = 0  # ready: the value before the first flip is known
-            offset = period * i // max(1, len(ports))
-            while not stop.value:
-                k = seen[i]
-                if armed.value != k or k >= flips:
-                    await asyncio.sleep(0.0005)
-                    continue
-                start = clock()
-                # Stagger: each edge's calls start at its own phase of the period.
-                phase = (start - offset) % period if period else 0
-                if phase:
-                    await asyncio.sleep((period - phase) / 1e9)
-                    start = clock()
-                value = (await call(request, timeout=5)).result.value.bool_value
-                if value != last:
-                    stamps[i * flips + k] = clock()
-                    sent[i * flips + k] = start
-                    seen[i] = k + 1
-                    last = value
+            call = channel.unary_unary(method, request_serializer=None)
+            steps = loop(i, call, asyncio.sleep)
+            step = next(steps)
+            try:
+                while True:
+                    if step is call:
+                        step = steps.send(await call(request, timeout=5))
+                    else:
+                        await step
+                        step = steps.send(None)
+            except StopIteration:
+                pass
 
     async def main() -> None:
         await asyncio.gather(*(poll(i, p) for i, p in enumerate(ports)))
@@ -128,10 +180,10 @@ def _poller(
     asyncio.run(main())
 
 
-def _load(ports: Sequence[int], rate: float, stop: Any, done: Any) -> None:
-    """Open-loop Evaluate calls at ``rate`` per second over all edges."""
-    import grpc
-
+def _load(ports: Sequence[int], rate: float, stop: Any, done: Any, client: str = "probe") -> None:
+    """Open-loop Evaluate calls at ``rate`` per second over all edges, each a rule-targeted
+    flag with a user context. ``client``: "probe" (benchmarks/h2probe.py, calls pipelined on
+    one HTTP/2 connection per edge, answers read and checked but not decoded) or "grpcio"."""
     from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
     from flagedge.bench.workloads import mixed_context, mixed_specs
 
@@ -139,6 +191,11 @@ def _load(ports: Sequence[int], rate: float, stop: Any, done: Any) -> None:
     request = pb.EvaluateRequest(flag_key=key)
     request.context.update(mixed_context())
     payload = request.SerializeToString()
+    if client == "probe":
+        _load_probe(ports, rate, stop, done, payload)
+        return
+
+    import grpc
 
     async def main() -> None:
         channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]
@@ -167,6 +224,37 @@ def _load(ports: Sequence[int], rate: float, stop: Any, done: Any) -> None:
     asyncio.run(main())
 
 
+def _load_probe(ports: Sequence[int], rate: float, stop: Any, done: Any, payload: bytes) -> None:
+    import selectors
+
+    from benchmarks.h2probe import H2Connection, ProbeError
+
+    conns = [
+        H2Connection("127.0.0.1", p, "/flagedge.v1.Evaluation/Evaluate", payload) for p in ports
+    ]
+    selector = selectors.DefaultSelector()
+    for conn in conns:
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+    interval = 1.0 / rate
+    start = time.monotonic()
+    n = 0
+    while not stop.value:
+        due = start + (n + 1) * interval
+        while True:
+            now = time.monotonic()
+            for key, _ in selector.select(max(0.0, due - now)):
+                for _, message in key.data.receive(block=False):
+                    if message is None:
+                        raise ProbeError("a load call failed")
+            if time.monotonic() >= due:
+                break
+        n += 1
+        conns[n % len(conns)].send()
+        done.value += 1
+    for conn in conns:
+        conn.close()
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -176,7 +264,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 def _measure(
-    admin: Any, ports: list[int], flips: int, load_rate: float, interval: float
+    admin: Any, ports: list[int], flips: int, load_rate: float, interval: float, client: str
 ) -> dict[str, Any]:
     from flagedge.model import Override, OverrideKind
     from flagedge.store.plane import ChangeKind, Write
@@ -191,13 +279,13 @@ def _measure(
     done: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
     poller = ctx.Process(
         target=_poller,
-        args=(ports, seen, stamps, sent, flips, armed, stop, interval),
+        args=(ports, seen, stamps, sent, flips, armed, stop, interval, client),
         daemon=True,
     )
     poller.start()
     loader = None
     if load_rate > 0:
-        loader = ctx.Process(target=_load, args=(ports, load_rate, stop, done), daemon=True)
+        loader = ctx.Process(target=_load, args=(ports, load_rate, stop, done, client), daemon=True)
         loader.start()
     deadline = time.monotonic() + 30
     while any(seen[e] < 0 for e in range(n)):
@@ -256,6 +344,7 @@ def _measure(
         "all_edges_p50_ms": round(statistics.median(last_edge), 3),
         "all_edges_p99_ms": round(_percentile(last_edge, 0.99), 3),
         "poll_interval_ms": interval * 1e3,
+        "poll_client": client,
         "poll_window_p50_ms": round(statistics.median(window), 3),
         "poll_window_p99_ms": round(_percentile(window, 0.99), 3),
         # every edge's latency at flagedge.bench.load.QUANTILES, for the report's plots
@@ -264,7 +353,11 @@ def _measure(
 
 
 def run(
-    edges: int, flips: int, load_rate: float, poll_interval: float = POLL_INTERVAL
+    edges: int,
+    flips: int,
+    load_rate: float,
+    poll_interval: float = POLL_INTERVAL,
+    client: str = "probe",
 ) -> list[dict[str, Any]]:
     from flagedge.store.plane import ChangeKind, Write
     from flagedge.store.redis import RedisAdmin, parse_target
@@ -320,9 +413,9 @@ def run(
                 raise RuntimeError("an edge did not start")
             # Keep draining its log so that it never blocks on a full pipe.
             threading_drain(edge)
-        results = [_measure(admin, ports, flips, 0, poll_interval)]
+        results = [_measure(admin, ports, flips, 0, poll_interval, client)]
         if load_rate > 0:
-            results.append(_measure(admin, ports, flips, load_rate, poll_interval))
+            results.append(_measure(admin, ports, flips, load_rate, poll_interval, client))
         admin.close()
         return results
     finally:
@@ -360,11 +453,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--poll-interval",
         type=float,
         default=POLL_INTERVAL * 1e3,
-        help="ms between the starts of one edge's polls; 0: back to back (the old method)",
+        help="ms between the starts of one edge's polls (default 0.5); 0: back to back",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("probe", "grpcio"),
+        default="probe",
+        help="the poller's gRPC client: the lean probe (benchmarks/h2probe.py) or grpc.aio",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    results = run(args.edges, args.flips, args.load_rate, args.poll_interval / 1e3)
+    results = run(args.edges, args.flips, args.load_rate, args.poll_interval / 1e3, args.client)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -8,6 +8,15 @@ from benchmarks.peers.run import fmt_ns
 from flagedge.bench.load import SCENARIOS
 
 
+def _poll_words(row: dict[str, Any]) -> str:
+    """How the poller polled, from a propagation row (older reports lack the fields)."""
+    interval = row.get("poll_interval_ms")
+    client = row.get("poll_client", "grpcio")
+    pace = "back to back" if not interval else f"every {interval:g} ms"
+    via = "the lean HTTP/2 client benchmarks/h2probe.py" if client == "probe" else "grpc.aio"
+    return f"{pace} through {via}"
+
+
 def _n(x: float | None, digits: int = 0) -> str:
     if x is None:
         return "n/a"
@@ -277,7 +286,9 @@ def markdown(report: dict[str, Any]) -> str:
             ),
             "",
             f"{s['propagation']['rows'][0]['flips']} kill-switch flips per run "
-            "(benchmarks/propagation.py: one redis-server, N `serve --redis` edges, a poller).",
+            "(benchmarks/propagation.py: one redis-server, N `serve --redis` edges, a poller "
+            f"calling Evaluate on each edge {_poll_words(s['propagation']['rows'][0])}; the "
+            "loaded run adds open-loop Evaluate calls from the same client).",
             *_plot(report, "propagation.png", "propagation latency distribution"),
         ]
     if "scaling" in s:
