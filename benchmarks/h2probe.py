@@ -4,26 +4,36 @@
     answer = probe.call()       # the response message's bytes
     probe.close()
 
-Why it exists. The propagation benchmark polls every edge back to back while a change is in
-flight. grpcio's Python client spends about 180 µs of CPU per unary call on the 2-core
-development machine, so three polling loops take most of a core away from the very edges
-being measured. This client builds its request frames once (HPACK with literal headers, no
-dynamic table, nothing to keep in step) and per call only sends them and reads frames back:
-about a third of grpcio's CPU per call, over the same HTTP/2 connection semantics and against
-the same, unmodified gRPC server.
+    python -m benchmarks.h2probe --target 127.0.0.1:8013 --server-pid PID
+        # isolated calls: round trip, and client and server CPU per call
 
-It is a probe, not a general client: one call in flight per connection, unary only, no TLS,
-no compression, no deadlines on the wire (the socket timeout bounds a call). A call succeeds
-only when the server sends a response message; a call that ends without one (a gRPC error
-answered trailers-only), a reset stream or a GOAWAY raises ProbeError. Response headers and
-trailers are not decoded. Settings and pings are acknowledged, and the connection's receive
-window is topped up as responses arrive.
+Why it exists. The propagation benchmark polls every edge every 0.5 ms while a change is in
+flight, and drives the edges' load. grpcio's Python client spends about 180 µs of CPU per
+unary call on the 2-core development machine, so the instruments would take most of a core
+away from the very edges being measured. This client builds its request frames once (HPACK
+with literal headers, no dynamic table, nothing to keep in step) and per call only sends
+them and reads frames back: about a third of grpcio's CPU per call, over the same HTTP/2
+connection semantics and against the same, unmodified gRPC server.
+
+It is a probe, not a general client: one fixed request per connection, sent as often as
+asked (UnaryProbe waits for each answer; H2Connection pipelines them, for the load), unary
+only, no TLS, no compression, no deadlines on the wire (the socket timeout bounds a call).
+A call succeeds only when the server sends a response message; a call that ends without
+one (a gRPC error answered trailers-only), a reset stream or a GOAWAY raises ProbeError.
+Response headers and trailers are not decoded. Settings and pings are acknowledged, and the
+connection's receive window is topped up as responses arrive.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import socket
 import struct
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7
@@ -162,3 +172,54 @@ class UnaryProbe:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Isolated calls, one at a time: round trip, and the CPU each side spends per call."""
+    parser = argparse.ArgumentParser(
+        description="One gRPC unary call at a time through the probe: latency and CPU per call"
+    )
+    parser.add_argument("--target", required=True, help="HOST:PORT of a flagedge server")
+    parser.add_argument("--flag", default="new-checkout", help="the flag Evaluate asks for")
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--server-pid", type=int, help="charge this process its CPU time")
+    args = parser.parse_args(argv)
+    from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
+
+    host, _, port = args.target.rpartition(":")
+    request = pb.EvaluateRequest(flag_key=args.flag).SerializeToString()
+    probe = UnaryProbe(host, int(port), "/flagedge.v1.Evaluation/Evaluate", request)
+    answer = pb.EvaluateResponse.FromString(probe.call())
+    if answer.result.error_code:
+        raise SystemExit(f"{args.flag}: {answer.result.error_message or answer.result.error_code}")
+    for _ in range(min(500, args.calls)):  # warm up
+        probe.call()
+    server_start = _cpu_seconds(args.server_pid) if args.server_pid else 0.0
+    client_start = time.process_time()
+    times = []
+    for _ in range(args.calls):
+        start = time.perf_counter()
+        probe.call()
+        times.append(time.perf_counter() - start)
+    client = (time.process_time() - client_start) / args.calls
+    times.sort()
+    line = (
+        f"{args.calls} calls: round trip p50 {times[len(times) // 2] * 1e6:.0f} µs, "
+        f"p99 {times[int(len(times) * 0.99)] * 1e6:.0f} µs; client CPU {client * 1e6:.0f} µs/call"
+    )
+    if args.server_pid:
+        server = (_cpu_seconds(args.server_pid) - server_start) / args.calls
+        line += f"; server CPU {server * 1e6:.0f} µs/call"
+    print(line)
+    probe.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
