@@ -117,7 +117,10 @@ class FlagdCore:
                     yield "configuration_change", {"flags": everything}
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), self.keepalive_interval)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+                    # cancellation of a call that ends just as an event arrives.
+                    async with asyncio.timeout(self.keepalive_interval):
+                        event = await queue.get()
                 except TimeoutError:
                     yield "keep_alive", {}
                     continue

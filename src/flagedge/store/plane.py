@@ -449,7 +449,8 @@ class _MemorySubscription:
 
     async def next(self, timeout: float) -> bytes | Resubscribed | None:
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
         except TimeoutError:
             return None
         if item is None:
