@@ -1,5 +1,6 @@
 """``flagedge serve`` as a real process: file reloads (in place and by rename), rejection of a
-bad file while the last good flags keep serving, SIGTERM, and ``--workers 2``."""
+bad file while the last good flags keep serving, SIGTERM, and ``--workers 2``: workers that
+die are replaced, a crash loop or a worker's bad configuration stops the supervisor."""
 
 from __future__ import annotations
 
@@ -172,3 +173,63 @@ def test_two_workers_share_the_port_and_both_serve(flag_file: Path) -> None:
         assert seen == {first.group(1), second.group(1)}
     finally:
         assert server.stop() == 0
+
+
+def _serves(port: int) -> bool:
+    with Client(f"127.0.0.1:{port}") as client:
+        return client.evaluate("switch").value is True
+
+
+def test_a_worker_that_dies_is_replaced_while_the_other_keeps_serving(flag_file: Path) -> None:
+    server = Server(f"--flags={flag_file}", "--port=0", "--management-port=0", "--workers=2")
+    try:
+        first = server.wait_for(SERVING)
+        second = server.wait_for(SERVING)
+        port = int(first.group(2))
+        os.kill(int(first.group(1)), signal.SIGKILL)
+        server.wait_for(rf"worker {first.group(1)} killed by SIGKILL; starting another in")
+        assert _serves(port)  # the survivor answers meanwhile
+        started = server.wait_for(r"started worker (\d+) in place of one that died")
+        again = server.wait_for(SERVING)
+        assert again.group(1) == started.group(1)
+        assert again.group(1) not in (first.group(1), second.group(1))
+        assert again.group(2) == first.group(2), "the same port"
+        assert _serves(port)
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_crash_loop_stops_the_supervisor_with_an_error(
+    flag_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLAGEDGE_RESTART_BACKOFF", "0.01")
+    server = Server(f"--flags={flag_file}", "--port=0", "--management-port=0", "--workers=2")
+    try:
+        victim = server.wait_for(SERVING).group(1)
+        server.wait_for(SERVING)
+        for _ in range(6):  # the crash limit is 5 deaths of one slot a minute
+            os.kill(int(victim), signal.SIGKILL)
+            found = server.wait_for(
+                r"started worker (\d+) in place of one that died|a crash loop; stopping"
+            )
+            if found.group(1) is None:
+                break
+            victim = found.group(1)
+            server.wait_for(rf"\[{victim}\] serving gRPC")
+        else:
+            raise AssertionError("the supervisor kept restarting")
+        assert server.process.wait(30) == 1
+    finally:
+        server.stop()
+
+
+def test_a_bad_flags_file_stops_every_worker_and_the_supervisor_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"flags": {"x": {"state": "ON"}}}))
+    server = Server(f"--flags={bad}", "--port=0", "--management-port=0", "--workers=2")
+    try:
+        server.wait_for(r"exited with 2 \(bad configuration\); stopping")
+        assert server.process.wait(30) == 2
+        assert not any("starting another" in line for line in server.log)
+    finally:
+        server.stop()

@@ -9,10 +9,12 @@ command line wins. Without --flags the bundled example set is served.
 
 With --workers N > 1 this process becomes a supervisor: it starts N copies of itself as
 worker processes that bind the same ports with SO_REUSEPORT (the kernel spreads connections
-across them), forwards SIGTERM/SIGINT, and exits when they have drained. Each worker loads
-and watches the definitions itself, so each applies every change on its own. The supervisor
-also makes a directory (FLAGEDGE_METRICS_DIR) where the workers publish their metrics, so
-that a scrape of the shared management port answers for all of them (flagedge/metrics.py).
+across them), starts a new one when one dies (with backoff; a crash loop or a worker's bad
+configuration stops them all), forwards SIGTERM/SIGINT, and exits when they have drained.
+Each worker loads and watches the definitions itself, so each applies every change on its
+own. The supervisor also makes a directory (FLAGEDGE_METRICS_DIR) where the workers publish
+their metrics, so that a scrape of the shared management port answers for all of them
+(flagedge/metrics.py).
 
 Logs are JSON lines on stderr (flagedge/logs.py), or sentences with --log-format text.
 
@@ -412,6 +414,26 @@ def _worker_command(config: ServeConfig, port: int, management_port: int) -> lis
     return command
 
 
+# A worker that dies is started again after RESTART_BASE * 2**(n-1) seconds (at most
+# RESTART_CAP; FLAGEDGE_RESTART_BACKOFF sets the base), n being how often its slot died in
+# the last CRASH_WINDOW seconds; more than
+# CRASH_LIMIT deaths there is a crash loop, and the supervisor stops every worker and exits 1
+# (a process manager can then see it). A worker exiting 2 (bad configuration or arguments,
+# which a restart cannot fix) stops them all at once, and the supervisor exits 2.
+RESTART_BASE = 0.5
+RESTART_CAP = 10.0
+CRASH_WINDOW = 60.0
+CRASH_LIMIT = 5
+
+
+def _exit_words(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exited with {code}"
+
+
 def _supervise(config: ServeConfig) -> int:
     port, hold_port = _reserve(config.host, config.port)
     management_port, hold_management = _reserve(config.host, config.management_port)
@@ -420,9 +442,13 @@ def _supervise(config: ServeConfig) -> int:
     # Each worker publishes its metrics here, so that any of them can answer a scrape for all.
     shared = tempfile.mkdtemp(prefix="flagedge-metrics-")
     env[SHARE_DIR_ENV] = shared
-    workers = [
-        subprocess.Popen(command, env={**env, WORKER_ENV: str(i)}) for i in range(config.workers)
-    ]
+
+    base = _env_float("FLAGEDGE_RESTART_BACKOFF", RESTART_BASE)
+
+    def spawn(slot: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, env={**env, WORKER_ENV: str(slot)})
+
+    workers = [spawn(i) for i in range(config.workers)]
     event(
         log,
         logging.INFO,
@@ -445,15 +471,59 @@ def _supervise(config: ServeConfig) -> int:
                 worker.send_signal(signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    restart_at: dict[int, float] = {}  # slot -> when its replacement starts
+    deaths: list[list[float]] = [[] for _ in workers]  # slot -> recent death times
+    failure = 0
     try:
-        while not stopping and all(w.poll() is None for w in workers):
+        while not stopping and not failure:
+            now = time.monotonic()
+            for slot, worker in enumerate(workers):
+                code = worker.poll()
+                if code is None or slot in restart_at:
+                    continue
+                deaths[slot] = [t for t in deaths[slot] if now - t < CRASH_WINDOW] + [now]
+                if code == 2:
+                    log.error("worker %d exited with 2 (bad configuration); stopping", worker.pid)
+                    failure = 2
+                    break
+                if len(deaths[slot]) > CRASH_LIMIT:
+                    log.error(
+                        "worker %d %s: %d deaths of its slot in %.0f s, a crash loop; stopping",
+                        worker.pid,
+                        _exit_words(code),
+                        len(deaths[slot]),
+                        CRASH_WINDOW,
+                    )
+                    failure = 1
+                    break
+                delay = min(RESTART_CAP, base * 2 ** (len(deaths[slot]) - 1))
+                event(
+                    log,
+                    logging.ERROR,
+                    "worker_exit",
+                    "worker %d %s; starting another in %.1f s",
+                    worker.pid,
+                    _exit_words(code),
+                    delay,
+                    pid=worker.pid,
+                    returncode=code,
+                    restart_in=delay,
+                )
+                restart_at[slot] = now + delay
+            for slot, when in list(restart_at.items()):
+                if now >= when and not stopping and not failure:
+                    del restart_at[slot]
+                    workers[slot] = spawn(slot)
+                    event(
+                        log,
+                        logging.INFO,
+                        "worker_start",
+                        "started worker %d in place of one that died",
+                        workers[slot].pid,
+                        pid=workers[slot].pid,
+                    )
             time.sleep(0.2)
-        if not stopping:
-            dead = [w for w in workers if w.poll() is not None]
-            log.error(
-                "worker %s exited with %s; stopping the others", dead[0].pid, dead[0].returncode
-            )
-            forward(signal.SIGTERM, None)
+        forward(signal.SIGTERM, None)  # also reaches a worker started just before a signal
         deadline = time.monotonic() + config.grace + 5.0
         for worker in workers:
             try:
@@ -462,8 +532,10 @@ def _supervise(config: ServeConfig) -> int:
                 log.error("worker %d did not drain in time; killing it", worker.pid)
                 worker.kill()
                 worker.wait()
+        if failure:
+            return failure
         codes = [w.returncode for w in workers]
-        return 0 if stopping and all(c == 0 for c in codes) else max(1, *codes)
+        return 0 if all(c == 0 for c in codes) else max(1, *codes)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
