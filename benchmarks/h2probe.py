@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import socket
 import struct
 import sys
@@ -109,10 +110,10 @@ class H2Connection:
         """Read what has arrived (waiting for something when ``block``); return the calls
         that ended, as (stream id, response message, or None when there was none)."""
         if block or not self._buffer:
-            try:
-                chunk = self.sock.recv(65536, 0 if block else socket.MSG_DONTWAIT)
-            except BlockingIOError:
+            # (MSG_DONTWAIT would not do: a socket with a timeout polls before it reads.)
+            if not block and not select.select([self.sock], [], [], 0)[0]:
                 return []
+            chunk = self.sock.recv(65536)
             if not chunk:
                 raise ProbeError("the server closed the connection")
             self._buffer += chunk

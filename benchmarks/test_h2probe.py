@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -117,6 +118,24 @@ def test_pipelined_calls_all_answer_past_the_initial_flow_control_window(port: i
         assert sum(len(a or b"") for a in answers.values()) > 3 * 65_535
         first = next(iter(answers.values()))
         assert first and all(a == first for a in answers.values())
+    finally:
+        conn.close()
+
+
+def test_a_receive_that_does_not_block_returns_at_once_when_nothing_came(port: int) -> None:
+    request = _targeted_request().SerializeToString()
+    conn = H2Connection("127.0.0.1", port, EVALUATE, request, timeout=30)
+    try:
+        while conn.receive(block=False):  # the server's SETTINGS, if already there
+            pass
+        start = time.monotonic()
+        assert conn.receive(block=False) == []
+        assert time.monotonic() - start < 15  # it did not wait out the socket's 30 s timeout
+        stream = conn.send()
+        ended: list[tuple[int, bytes | None]] = []
+        while not ended:
+            ended = conn.receive(block=False)
+        assert ended[0][0] == stream and ended[0][1]
     finally:
         conn.close()
 
