@@ -462,12 +462,14 @@ def _supervise(config: ServeConfig) -> int:
         management_port=management_port,
     )
     stopping = False
+    told: set[int] = set()  # pids already sent SIGTERM (a second one cuts a drain short)
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
         for worker in workers:
-            if worker.poll() is None:
+            if worker.poll() is None and worker.pid not in told:
+                told.add(worker.pid)
                 worker.send_signal(signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -523,7 +525,7 @@ def _supervise(config: ServeConfig) -> int:
                         pid=workers[slot].pid,
                     )
             time.sleep(0.2)
-        forward(signal.SIGTERM, None)  # also reaches a worker started just before a signal
+        forward(signal.SIGTERM, None)  # the workers not told yet (one started just before)
         deadline = time.monotonic() + config.grace + 5.0
         for worker in workers:
             try:
