@@ -109,6 +109,7 @@ async def serving(
     *,
     limits: Limits | None = None,
     keepalive_interval: float = 20.0,
+    stream_deadline: float = 0.0,
     management: bool = False,
     source: str | None = "flags.json",
 ) -> AsyncIterator[tuple[RunningServer, grpc.aio.Channel]]:
@@ -117,6 +118,7 @@ async def serving(
         holder,
         limits=limits,
         keepalive_interval=keepalive_interval,
+        stream_deadline=stream_deadline,
         management_port=0 if management else None,
         source=source,
         clock=lambda: NOW,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from flagedge.client import Client
@@ -233,3 +234,32 @@ def test_a_bad_flags_file_stops_every_worker_and_the_supervisor_exits_2(tmp_path
         assert not any("starting another" in line for line in server.log)
     finally:
         server.stop()
+
+
+def test_the_stream_deadline_option_reaches_every_worker(flag_file: Path) -> None:
+    from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
+    from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
+
+    server = Server(
+        f"--flags={flag_file}",
+        "--port=0",
+        "--management-port=0",
+        "--workers=2",
+        "--stream-deadline=0.3",
+    )
+    try:
+        port = int(server.wait_for(SERVING).group(2))
+        server.wait_for(SERVING)
+        # Each new channel lands on one worker or the other (12 miss one with odds of 1 in
+        # 2,048); the server must end every stream, before the client's own 10 s deadline.
+        for _ in range(12):
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = v2_grpc.ServiceStub(channel)
+                stream = stub.EventStream(v2.EventStreamRequest(), timeout=10)
+                with pytest.raises(grpc.RpcError) as ended:
+                    for _message in stream:
+                        pass
+                assert ended.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                assert ended.value.details() == "stream closed due to server-side timeout"
+    finally:
+        assert server.stop() == 0

@@ -270,6 +270,25 @@ class TestEventStream:
             stream.cancel()
 
     @async_test
+    async def test_a_server_side_deadline_ends_the_stream_as_flagd_does(self, version: str) -> None:
+        module, stubs = VERSIONS[version]
+        async with serving(keepalive_interval=0.1, stream_deadline=0.35) as (_, channel):
+            stream = stubs.ServiceStub(channel).EventStream(module.EventStreamRequest())
+            await connected(stream)
+            kinds = []
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                while True:
+                    kinds.append((await stream.read()).type)
+            # Keep-alives until the deadline (how many depends on the machine's pace).
+            assert kinds and set(kinds) == {"keep_alive"}
+            assert ended.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert ended.value.details() == "stream closed due to server-side timeout"
+            # The server goes on serving: a new stream opens and gets ready.
+            again = stubs.ServiceStub(channel).EventStream(module.EventStreamRequest())
+            await connected(again)
+            again.cancel()
+
+    @async_test
     async def test_provider_shutdown_is_sent_when_the_server_stops(self, version: str) -> None:
         module, stubs = VERSIONS[version]
         async with serving() as (server, channel):

@@ -198,6 +198,7 @@ async def serve_redis(
         reuse_port=config.worker,
         server_id=edge_id,
         metrics=metrics,
+        stream_deadline=config.stream_deadline,
     )
     usage = UsageReporter(metrics, plane, holder, interval=options.usage_interval)
     usage.start()

@@ -116,6 +116,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds to drain in-flight calls on SIGTERM [FLAGEDGE_GRACE; default 10]",
     )
     parser.add_argument(
+        "--stream-deadline",
+        type=float,
+        default=_env_float("FLAGEDGE_STREAM_DEADLINE", 0.0),
+        help="seconds after which the server ends a flagd EventStream with DEADLINE_EXCEEDED, "
+        "as flagd's --stream-deadline; 0 for never [FLAGEDGE_STREAM_DEADLINE; default 0]",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("FLAGEDGE_LOG_LEVEL") or "INFO",
         help="debug, info, warning, error or critical [FLAGEDGE_LOG_LEVEL; default info]",
@@ -145,6 +152,7 @@ class ServeConfig:
     redis: RedisOptions | None = None
     log_level: str = "info"
     log_format: str = "json"
+    stream_deadline: float = 0.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -161,6 +169,7 @@ class ServeConfig:
             redis=RedisOptions.from_args(args),
             log_level=str(args.log_level).lower(),
             log_format=args.log_format,
+            stream_deadline=max(0.0, args.stream_deadline),
         )
 
 
@@ -334,7 +343,13 @@ async def serve(config: ServeConfig) -> int:
                 return 2
             holder = SnapshotHolder(snap)
             running = await start_server(
-                holder, config.host, config.port, source=source, reuse_port=reuse, metrics=metrics
+                holder,
+                config.host,
+                config.port,
+                source=source,
+                reuse_port=reuse,
+                metrics=metrics,
+                stream_deadline=config.stream_deadline,
             )
             readiness.ready = True
             event(
@@ -404,6 +419,7 @@ def _worker_command(config: ServeConfig, port: int, management_port: int) -> lis
         f"--management-port={management_port}",
         f"--poll-interval={config.poll_interval}",
         f"--grace={config.grace}",
+        f"--stream-deadline={config.stream_deadline}",
         f"--log-level={config.log_level}",
         f"--log-format={config.log_format}",
     ]

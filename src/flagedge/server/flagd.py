@@ -35,6 +35,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 Clock = Callable[[], int]
 
 _INT64 = 2**63
+# flagd's words when its --stream-deadline ends a stream (with DEADLINE_EXCEEDED).
+STREAM_DEADLINE = "stream closed due to server-side timeout"
 
 
 def unix_now() -> int:
@@ -60,6 +62,7 @@ class FlagdCore:
         source: str | None = None,
         clock: Clock = unix_now,
         keepalive_interval: float = 20.0,
+        stream_deadline: float = 0.0,
         evaluations: EvaluationCounter | None = None,
     ) -> None:
         self.holder = holder
@@ -68,6 +71,7 @@ class FlagdCore:
         self.source = source
         self.clock = clock
         self.keepalive_interval = keepalive_interval
+        self.stream_deadline = stream_deadline
         # Counting is an append of the shared Resolution (metrics.py: no lock, no allocation).
         self.evaluations = evaluations or EvaluationCounter()
         self._count = self.evaluations.record
@@ -115,14 +119,22 @@ class FlagdCore:
                 }
                 if everything:
                     yield "configuration_change", {"flags": everything}
+            loop = asyncio.get_running_loop()
+            ends = loop.time() + self.stream_deadline if self.stream_deadline > 0 else None
             while True:
+                wait = self.keepalive_interval
+                if ends is not None:
+                    if loop.time() >= ends:
+                        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, STREAM_DEADLINE)
+                    wait = min(wait, ends - loop.time())
                 try:
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
                     # cancellation of a call that ends just as an event arrives.
-                    async with asyncio.timeout(self.keepalive_interval):
+                    async with asyncio.timeout(wait):
                         event = await queue.get()
                 except TimeoutError:
-                    yield "keep_alive", {}
+                    if ends is None or loop.time() < ends:
+                        yield "keep_alive", {}
                     continue
                 if isinstance(event, Shutdown):
                     yield "provider_shutdown", {}

@@ -158,6 +158,7 @@ async def start_server(
     limits: Limits | None = None,
     source: str | None = None,
     keepalive_interval: float = 20.0,
+    stream_deadline: float = 0.0,
     reuse_port: bool = False,
     clock: Callable[[], int] = unix_now,
     server_id: str | None = None,
@@ -169,6 +170,8 @@ async def start_server(
     ``reuse_port`` lets several processes bind the same port (``serve --workers``); it is off
     otherwise so that a second server on a taken port fails instead of sharing it.
     ``source`` names the definitions source for ``Flagd-Selector: source=...``.
+    ``stream_deadline`` (seconds, 0 for none) ends each flagd EventStream that long after it
+    opened, with DEADLINE_EXCEEDED, as flagd's ``--stream-deadline`` does.
     ``metrics`` (flagedge/metrics.py) counts evaluations, call times and open streams; one is
     made when none is given. It is folded every second while the server runs.
     """
@@ -198,6 +201,7 @@ async def start_server(
         source=source,
         clock=clock,
         keepalive_interval=keepalive_interval,
+        stream_deadline=stream_deadline,
         evaluations=metrics.evaluations,
     )
     server.add_generic_rpc_handlers(
