@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from pathlib import Path
 from types import MappingProxyType
@@ -106,8 +107,9 @@ def write_lkg(path: Path, env: str, raw: RawState) -> None:
         }
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The pid keeps workers sharing one file from writing through each other's temp file.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # The pid and thread keep writers sharing one file (workers; a shutdown's final save
+    # beside a write still in its thread) from writing through each other's temp file.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(temp, "wb") as f:
         f.write(body)
         f.flush()
