@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import workloads as W
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flagedge.bench.workloads import mixed_context, mixed_doc, rollout_contexts
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 from flagedge.metrics import ServerMetrics
 
 

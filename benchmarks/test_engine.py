@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from benchmarks import workloads as W
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 from flagedge.model import Override, OverrideKind, Reason
 
 NOW = 1_700_000_000

@@ -76,7 +76,7 @@ from openfeature.exception import (
     TypeMismatchError,
 )
 
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 from flagedge.model import FlagType
 
 NOW = 1_700_000_000

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from golden_cases import load_cases, load_hash_vectors
 
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 from flagedge.hashing import hash_v2
 from flagedge.model import FlagType, Resolution
 

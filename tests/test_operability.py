@@ -25,7 +25,7 @@ from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2_grpc as v1_grpc
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
 from flagedge.client import AsyncClient, Client
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 from flagedge.lifecycle import Usage, find_stale
 from flagedge.metrics import ServerMetrics
 from flagedge.snapshot import SnapshotHolder

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from test_differential import context as diff_context
 from test_differential import document as diff_document
 
-from flagedge.compiler import OPERATORS
-from flagedge.engine import Snapshot
+from flagedge.definitions import OPERATORS
+from flagedge.snapshot import Snapshot
 from flagedge.errors import DefinitionError
 from flagedge.model import (
     ErrorCode,

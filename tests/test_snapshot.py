@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 from flagedge.errors import DefinitionError
 from flagedge.model import Override, OverrideKind, Reason
 from flagedge.snapshot import SnapshotHolder

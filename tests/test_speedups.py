@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from flagedge import engine, hashing
 from flagedge._accel import speedups
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 from flagedge.model import FlagType
 
 pytestmark = pytest.mark.skipif(speedups is None, reason="built without a C compiler")

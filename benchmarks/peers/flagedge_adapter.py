@@ -8,7 +8,7 @@ from itertools import cycle
 
 from benchmarks import workloads as W
 from benchmarks.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 
 NAME = "flagedge"
 DIST = "flagedge"

@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks.peers.run import load_evaluators, measure
 from flagedge.bench import workloads as W
-from flagedge.engine import Snapshot
+from flagedge.snapshot import Snapshot
 from flagedge.model import Override, OverrideKind
 
 NOW = 1_700_000_000

@@ -206,17 +206,24 @@ static PyObject *evaluate(PyObject *self, PyObject *const *args, Py_ssize_t narg
 {
     /* evaluate(flags, fallback, key, context, now[, flag_type]) */
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "evaluate(flags, fallback, key, context, now, flag_type=None)");
+        return NULL;
+    }
+    if (nkw > 0 && !(nkw == 1 && nargs == 5 &&
+                     PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
+                                                      "flag_type") == 0)) {
+        /* Other keywords (now=..., context=...): the Python evaluator binds them, so both
+         * paths accept the same calls. */
+        return PyObject_Vectorcall(args[1], args + 2, (size_t)(nargs - 2), kwnames);
+    }
     if (nargs < 5 || nargs + nkw > 6) {
         PyErr_SetString(PyExc_TypeError,
                         "evaluate(flags, fallback, key, context, now, flag_type=None)");
         return NULL;
     }
     PyObject *flags = args[0], *fallback = args[1], *key = args[2];
-    if (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
-                                                     "flag_type") != 0) {
-        PyErr_SetString(PyExc_TypeError, "evaluate() takes only flag_type as a keyword");
-        return NULL;
-    }
     PyObject *flag_type = nargs == 6 ? args[5] : (nkw == 1 ? args[nargs] : Py_None);
     if (flag_type == Py_None && PyDict_CheckExact(flags)) {
         PyObject *flag = PyDict_GetItemWithError(flags, key); /* borrowed */

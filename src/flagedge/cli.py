@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from .engine import Snapshot
+from .snapshot import Snapshot
 from .errors import DefinitionError, FlagedgeError
 from .hashing import Scheme
 from .model import FlagType

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from .engine import Snapshot
+from .snapshot import Snapshot
 from .errors import DefinitionError, Problem, StoreUnavailable
 from .model import Override, OverrideKind
 from .store.file import load_document

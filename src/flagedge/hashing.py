@@ -5,7 +5,9 @@ Two schemes place a user in a ``fractional`` bucket (see the flagd compatibility
     v2 (flagd 0.15-0.16)   murmur3_x86_32(utf8(bucketing string), seed 0)
     v3 (flagd-core 2.0)    murmur3_x86_32(canonical CBOR(bucketing value), seed 0)
 
-and both map the unsigned 32-bit hash onto ``[0, total)`` with ``(h * total) >> 32``.
+and both map the unsigned 32-bit hash onto ``[0, total)`` with ``(h * total) >> 32``. Every
+bucket decision in flagedge (``fractional``, forced rollouts) goes through ``thresholds``,
+which turns that formula into hash thresholds once, so that a request only compares.
 The implicit v2 key is ``flagKey + targetingKey``; the implicit v3 key is the CBOR array
 ``[flagKey, targetingKey]``. Strings (the common case) are encoded by hand here, since the
 header is a few bytes; other values go through cbor2's canonical encoder after integral
@@ -14,12 +16,16 @@ floats are folded into integers, exactly as the reference evaluator does.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
 import cbor2
 import mmh3
+
+from ._accel import speedups
 
 # mmh3.mmh3_32_uintdigest(data) is murmur3_x86_32 with seed 0 as an unsigned int; it skips
 # the keyword handling of mmh3.hash and is the cheapest call the library offers.
@@ -93,6 +99,38 @@ def hash_v3(value: Any) -> int | None:
         return None
 
 
-def bucket(h: int, total: int) -> int:
-    """Map an unsigned 32-bit hash onto [0, total)."""
-    return (h * total) >> 32
+def thresholds(bounds: Sequence[int], total: int) -> tuple[int, ...]:
+    """Hash thresholds for cumulative bucket bounds out of ``total``.
+
+    A hash h falls below bound b when ``(h * total) >> 32 < b``, which holds exactly when
+    ``h < ceil(b * 2**32 / total)``; so ``bisect_right(thresholds, h)`` is the bucket index,
+    and ``h < thresholds([b], total)[0]`` tests one bound.
+    """
+    return tuple(-((-b << 32) // total) for b in bounds)
+
+
+# The CBOR text header for each UTF-8 length below CBOR_PREFIXED bytes: generated rules
+# join prefix + header + key in one step instead of calling cbor_text (UUID keys are 36).
+CBOR_PREFIXED = 48
+CBOR_TEXT_HEADERS = tuple(bytes((0x60 | n,)) if n < 24 else bytes((0x78, n)) for n in range(256))
+
+
+def implicit_hasher(scheme: Scheme, flag_key: str) -> Callable[[str], int]:
+    """The hash of a flag's implicit bucketing key, as a function of a (non-empty string)
+    targeting key: ``flagKey + targetingKey`` (v2) or CBOR ``[flagKey, targetingKey]`` (v3)."""
+    if scheme is Scheme.V2:
+
+        def v2(targeting_key: str) -> int:
+            return hash_v2(flag_key + targeting_key)
+
+        return v2
+    prefix = v3_pair_prefix(flag_key)
+    pair = None if speedups is None else speedups.v3_pair
+
+    def v3(targeting_key: str) -> int:
+        if pair is not None:
+            with contextlib.suppress(UnicodeError):  # a lone surrogate: the encoder below
+                return int(pair(prefix, targeting_key))
+        return int(murmur3_32(prefix + cbor_text(targeting_key)))
+
+    return v3

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from .engine import Snapshot
+from .snapshot import Snapshot
 from .errors import DefinitionError, FlagedgeError, StoreUnavailable
 from .model import Metadata, ToggleKind
 from .store.file import load_document

@@ -49,9 +49,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .engine import BatchResult, Snapshot
+from .engine import BatchResult
 from .model import ErrorCode, ErrorCodeNumber, ReasonCode, Resolution
-from .snapshot import SnapshotHolder
+from .snapshot import Snapshot, SnapshotHolder
 
 SHARE_DIR_ENV: Final = "FLAGEDGE_METRICS_DIR"
 WORKER_ENV: Final = "FLAGEDGE_WORKER_INDEX"

@@ -55,6 +55,12 @@ class ReasonCode(IntEnum):
     ERROR = 4
 
 
+# Reasons flagd emits, by their packed number (the batch API and metrics use these).
+REASON_CODES: Mapping[Reason, ReasonCode] = MappingProxyType(
+    {Reason(code.name): code for code in ReasonCode}
+)
+
+
 class ErrorCodeNumber(IntEnum):
     """Error codes packed as small integers for the batch API; NONE for a success."""
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from ..engine import Snapshot
+from ..snapshot import Snapshot
 from ..errors import DefinitionError, Problem, StoreUnavailable
 from ..hashing import Scheme
 from ..logs import event

@@ -1,4 +1,4 @@
-"""Runtime helpers that compiled rules call: JSON Logic's JavaScript-flavoured coercions.
+"""The JSON Logic operators that compiled rules call: JavaScript-flavoured coercions.
 
 Compiled rules inline the common, well-typed cases (a string compared with a string
 constant, a number with a number); everything else lands here. The semantics follow the
@@ -302,10 +302,6 @@ def missing_some(data: Any, need: Any, keys: Any) -> list[Any]:
     if len(keys) - len(absent) >= to_number(need):
         return []
     return absent
-
-
-def as_list(v: Any) -> list[Any] | None:
-    return v if v.__class__ is list else None
 
 
 def op_map(items: Any, fn: Callable[[Any, int], Any], now: int) -> list[Any]:
