@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flagedge.bench.workloads import mixed_context, mixed_doc, rollout_contexts
-from flagedge.snapshot import Snapshot
 from flagedge.metrics import ServerMetrics
+from flagedge.snapshot import Snapshot
 
 
 def best(fn: Callable[[], Any], number: int) -> float:

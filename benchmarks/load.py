@@ -63,7 +63,7 @@ class Server:
             loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
         self.loop = loop
         env = dict(os.environ)
-        env["FLAGEDGE_EVENT_LOOP"] = loop  # flagedge serve's choice (flagedge/server/loop.py)
+        env["FLAGEDGE_EVENT_LOOP"] = loop  # flagedge serve's --event-loop (flagedge/serve/loop.py)
         if kind == "echo":
             command = [sys.executable, "-m", "benchmarks.echo_server"]
             if loop == "uvloop":
@@ -75,7 +75,8 @@ class Server:
             command = [
                 sys.executable,
                 "-m",
-                "flagedge.server",
+                "flagedge",
+                "serve",
                 f"--flags={path}",
                 "--management-port=0",
                 "--log-level=INFO",

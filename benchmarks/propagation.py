@@ -395,7 +395,7 @@ def run(
         for i in range(edges):
             edge = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "flagedge.cli", "serve", "--host=127.0.0.1"),
+                    *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
                     *("--port=0", "--management-port=0", "--workers=1", f"--redis={url}"),
                     *("--env=bench", f"--lkg-file={tmp / f'lkg-{i}.json'}"),
                 ],

@@ -70,7 +70,7 @@ def run_one(
             *_taskset(server_cpus),
             sys.executable,
             "-m",
-            "flagedge.cli",
+            "flagedge",
             "serve",
             *("--flags", flags.name, "--host", "127.0.0.1", "--port", str(port)),
             *("--management-port", str(mport), "--workers", str(workers)),

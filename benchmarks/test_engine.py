@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from benchmarks import workloads as W
-from flagedge.snapshot import Snapshot
 from flagedge.model import Override, OverrideKind, Reason
+from flagedge.snapshot import Snapshot
 
 NOW = 1_700_000_000
 

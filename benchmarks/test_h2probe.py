@@ -30,7 +30,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     flags.write_text(json.dumps(mixed_doc(50)))
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "flagedge.cli", "serve", f"--flags={flags}"),
+            *(sys.executable, "-m", "flagedge", "serve", f"--flags={flags}"),
             *("--host=127.0.0.1", "--port=0", "--management-port=0", "--workers=1"),
         ],
         stderr=subprocess.PIPE,

@@ -127,7 +127,7 @@ class Edge:
         self.args = [
             sys.executable,
             "-m",
-            "flagedge.cli",
+            "flagedge",
             "serve",
             "--host=127.0.0.1",
             "--port=0",

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from flagedge.server import Limits, RunningServer, start_server
+from flagedge.server.management import start_management
 from flagedge.snapshot import Snapshot, SnapshotHolder
 
 NOW = 1_700_000_000
@@ -119,16 +120,23 @@ async def serving(
         limits=limits,
         keepalive_interval=keepalive_interval,
         stream_deadline=stream_deadline,
-        management_port=0 if management else None,
         source=source,
         clock=lambda: NOW,
     )
+    probe = None
+    if management:
+        probe = await start_management(
+            "127.0.0.1", 0, server.serving, metrics=server.metrics.exposition
+        )
+    server.management_port = None if probe is None else probe.port  # type: ignore[attr-defined]
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield server, channel
     finally:
         await channel.close(None)
         await server.stop(1)
+        if probe is not None:
+            await probe.close()
 
 
 def free_port() -> int:

@@ -146,7 +146,7 @@ def test_bench_load_measures_a_real_server_and_prints_json_rows(
     # From a directory without benchmarks/: the tool is the installed package's.
     done = run(
         "-m",
-        "flagedge.cli",
+        "flagedge",
         *("bench", "load", "--target", f"127.0.0.1:{bench_server}"),
         *("--scenario", "evaluate,resolve,all", "--duration", "0.4", "--json"),
         *("--channels", "1", "--concurrency", "4"),
@@ -165,7 +165,7 @@ def test_bench_load_measures_a_real_server_and_prints_json_rows(
 def test_bench_load_stops_with_the_servers_message_for_a_missing_flag(bench_server: int) -> None:
     done = run(
         "-m",
-        "flagedge.cli",
+        "flagedge",
         *("bench", "load", "--target", f"127.0.0.1:{bench_server}"),
         *("--scenario", "resolve", "--flag", "no-such-flag", "--duration", "0.2"),
     )
@@ -174,6 +174,6 @@ def test_bench_load_stops_with_the_servers_message_for_a_missing_flag(bench_serv
 
 
 def test_bench_load_help_needs_no_benchmarks_folder(tmp_path: Path) -> None:
-    done = run("-m", "flagedge.cli", "bench", "load", "--help", cwd=tmp_path)
+    done = run("-m", "flagedge", "bench", "load", "--help", cwd=tmp_path)
     assert done.returncode == 0
     assert "--target" in done.stdout and "v1_resolve_all" in done.stdout

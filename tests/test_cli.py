@@ -15,7 +15,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "src" / "flagedge" / "exampl
 
 def flagedge(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flagedge.cli", *args],
+        [sys.executable, "-m", "flagedge", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -76,8 +76,8 @@ from openfeature.exception import (
     TypeMismatchError,
 )
 
-from flagedge.snapshot import Snapshot
 from flagedge.model import FlagType
+from flagedge.snapshot import Snapshot
 
 NOW = 1_700_000_000
 # More examples for a bug hunt: FLAGEDGE_DIFF_EXAMPLES=5000 pytest tests/test_differential.py

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from golden_cases import load_cases, load_hash_vectors
 
-from flagedge.snapshot import Snapshot
 from flagedge.hashing import hash_v2
 from flagedge.model import FlagType, Resolution
+from flagedge.snapshot import Snapshot
 
 _CASES = load_cases()
 _DEFAULT_NOW = 1_700_000_000

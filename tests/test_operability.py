@@ -25,12 +25,11 @@ from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2_grpc as v1_grpc
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
 from flagedge.client import AsyncClient, Client
-from flagedge.snapshot import Snapshot
 from flagedge.lifecycle import Usage, find_stale
 from flagedge.metrics import ServerMetrics
-from flagedge.snapshot import SnapshotHolder
+from flagedge.snapshot import Snapshot, SnapshotHolder
 from flagedge.store.redis import RedisAdmin, RedisPlane, parse_target
-from flagedge.usage import UsageReporter
+from flagedge.store.usage import UsageReporter
 
 ENV = "ops"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -209,7 +208,7 @@ class Served:
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flagedge.cli", "serve", "--host=127.0.0.1", *args],
+            [sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1", *args],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -481,7 +480,9 @@ def test_usage_reports_add_up_in_redis_per_day_and_feed_stale(
             metrics = ServerMetrics()
             plane = RedisPlane(parse_target(redis_server.url), ENV)
             now = [march_1]
-            reporter = UsageReporter(metrics, plane, holder, clock=lambda now=now: now[0])
+            reporter = UsageReporter(
+                metrics.usage_totals, plane, holder, clock=lambda now=now: now[0]
+            )
             for beta in (True, False, False):
                 metrics.evaluations.record(snap.evaluate("mixed", {"beta": beta}, 0))
             metrics.evaluations.record(snap.evaluate("stuck", {}, 0))
@@ -609,7 +610,8 @@ def test_audit_shows_who_changed_what_filtered_by_flag(
     path.write_text(json.dumps(USAGE_DOC))
 
     def ctl(*argv: str) -> tuple[int, str, str]:
-        return flagctl(*argv, "--redis", redis_server.url, "--env", ENV, "--actor", "ana@ops")
+        actor = ("--actor", "ana@ops") if argv[0] in ("push", "kill", "restore") else ()
+        return flagctl(*argv, "--redis", redis_server.url, "--env", ENV, *actor)
 
     assert ctl("push", str(path))[0] == 0
     assert ctl("kill", "stuck")[0] == 0

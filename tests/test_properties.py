@@ -29,7 +29,6 @@ from test_differential import context as diff_context
 from test_differential import document as diff_document
 
 from flagedge.definitions import OPERATORS
-from flagedge.snapshot import Snapshot
 from flagedge.errors import DefinitionError
 from flagedge.model import (
     ErrorCode,
@@ -41,6 +40,7 @@ from flagedge.model import (
     ReasonCode,
     Resolution,
 )
+from flagedge.snapshot import Snapshot
 
 NOW = 1_700_000_000
 EMITTED = {Reason.STATIC, Reason.TARGETING_MATCH, Reason.DEFAULT, Reason.DISABLED, Reason.ERROR}

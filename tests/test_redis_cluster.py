@@ -88,7 +88,7 @@ def test_a_kill_through_the_cli_reaches_three_edges_and_an_openfeature_client(
             # The real command line, as ops would type it.
             kill = subprocess.run(
                 [
-                    *(sys.executable, "-m", "flagedge.cli", "kill", "checkout", "--wait"),
+                    *(sys.executable, "-m", "flagedge", "kill", "checkout", "--wait"),
                     *("--redis", redis_server.url, "--env", ENV, "--timeout", "30"),
                 ],
                 capture_output=True,

@@ -13,19 +13,21 @@ import pytest
 from redis_helpers import document
 from server_helpers import async_test
 
-from flagedge.control import _Refused, plan_rollout, validate
 from flagedge.errors import DefinitionError
+from flagedge.errors import Refusal as _Refused
 from flagedge.model import Override, OverrideKind, Reason
 from flagedge.snapshot import SnapshotHolder
+from flagedge.store.lkg import read_lkg
+from flagedge.store.memory import MemoryPlane
 from flagedge.store.plane import (
     ChangeKind,
-    MemoryPlane,
     RawState,
     Write,
     decode_message,
     decode_override,
 )
-from flagedge.store.sync import EdgeSync, read_lkg
+from flagedge.store.sync import EdgeSync
+from flagedge.store.writes import plan_rollout, validate
 
 NOW = 1_700_000_000
 

@@ -43,7 +43,7 @@ class Server:
         self.process = subprocess.Popen(
             # Text logs: these tests read the sentences (tests/test_operability.py reads JSON).
             [
-                *(sys.executable, "-m", "flagedge.cli", "serve"),
+                *(sys.executable, "-m", "flagedge", "serve"),
                 *("--host=127.0.0.1", "--log-format=text", *args),
             ],
             stderr=subprocess.PIPE,

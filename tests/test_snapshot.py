@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from flagedge.snapshot import Snapshot
 from flagedge.errors import DefinitionError
 from flagedge.model import Override, OverrideKind, Reason
-from flagedge.snapshot import SnapshotHolder
+from flagedge.snapshot import Snapshot, SnapshotHolder
 
 NOW = 1_700_000_000
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from flagedge import engine, hashing
 from flagedge._accel import speedups
-from flagedge.snapshot import Snapshot
 from flagedge.model import FlagType
+from flagedge.snapshot import Snapshot
 
 pytestmark = pytest.mark.skipif(speedups is None, reason="built without a C compiler")
 NOW = 1_700_000_000

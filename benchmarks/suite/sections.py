@@ -28,8 +28,8 @@ from typing import Any
 
 from benchmarks.peers.run import load_evaluators, measure
 from flagedge.bench import workloads as W
-from flagedge.snapshot import Snapshot
 from flagedge.model import Override, OverrideKind
+from flagedge.snapshot import Snapshot
 
 NOW = 1_700_000_000
 RESULTS = Path(__file__).resolve().parents[1] / "results"

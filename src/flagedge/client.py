@@ -29,27 +29,22 @@ import grpc
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.model import (
     ErrorCode,
-    ErrorCodeNumber,
     FlagType,
     Reason,
-    ReasonCode,
     Resolution,
 )
-from flagedge.server.convert import struct_of, struct_to_python, value_to_python
+from flagedge.wire import (
+    ERROR_FROM_WIRE,
+    REASON_FROM_WIRE,
+    TYPE_TO_WIRE,
+    struct_of,
+    struct_to_python,
+    value_to_python,
+)
 
 __all__ = ["AsyncClient", "Batch", "Cell", "Change", "Client"]
 
 _SERVICE = "/flagedge.v1.Evaluation/"
-_TYPES: Mapping[FlagType, int] = {
-    FlagType.BOOLEAN: pb.FLAG_TYPE_BOOLEAN,
-    FlagType.STRING: pb.FLAG_TYPE_STRING,
-    FlagType.INTEGER: pb.FLAG_TYPE_INTEGER,
-    FlagType.FLOAT: pb.FLAG_TYPE_FLOAT,
-    FlagType.OBJECT: pb.FLAG_TYPE_OBJECT,
-}
-_REASONS = {code.value: Reason(code.name) for code in ReasonCode}
-_ERRORS = {code.value: ErrorCode(code.name) for code in ErrorCodeNumber if code.name != "NONE"}
-
 Context = Mapping[str, Any]
 
 
@@ -84,8 +79,8 @@ class Batch:
         return Cell(
             None if vi < 0 else self.variants[f][vi],
             None if vi < 0 else self.values[f][vi],
-            _REASONS.get(self.reasons[i], Reason.UNKNOWN),
-            _ERRORS.get(self.error_codes[i]),
+            REASON_FROM_WIRE.get(self.reasons[i], Reason.UNKNOWN),
+            ERROR_FROM_WIRE.get(self.error_codes[i]),
         )
 
     def value(self, context: int, flag: int | str, default: Any = None) -> Any:
@@ -108,7 +103,7 @@ def _evaluate_request(key: str, context: Context | None, flag_type: FlagType | N
     if context:
         request.context.update(context)
     if flag_type is not None:
-        request.type = _TYPES[flag_type]  # type: ignore[assignment]
+        request.type = TYPE_TO_WIRE[flag_type]  # type: ignore[assignment]
     return request
 
 
@@ -127,8 +122,8 @@ def _resolution(result: pb.Result) -> Resolution:
         key=result.key,
         value=value_to_python(result.value) if result.HasField("value") else None,
         variant=result.variant if result.HasField("variant") else None,
-        reason=_REASONS.get(result.reason, Reason.UNKNOWN),
-        error_code=_ERRORS.get(result.error_code),
+        reason=REASON_FROM_WIRE.get(result.reason, Reason.UNKNOWN),
+        error_code=ERROR_FROM_WIRE.get(result.error_code),
         error_message=result.error_message or None,
         metadata=struct_to_python(result.metadata),
     )

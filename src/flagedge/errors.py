@@ -1,17 +1,41 @@
-"""flagedge's exceptions. Evaluation never raises for data problems: it returns a
-Resolution carrying an error code. These are for loading, storing and serving.
+"""flagedge's exceptions and exit codes. Evaluation never raises for data problems: it
+returns a Resolution carrying an error code. These are for loading, storing, serving and
+the command line.
 
     FlagedgeError
     ├── DefinitionError        a definitions document was refused; .problems lists each by path
     ├── StoreError             a definitions store could not be read or written
     │   └── StoreUnavailable   the store cannot be reached at all (Redis down, file missing)
-    └── RequestError           a request the server will not evaluate (limits, bad context)
+    ├── RequestError           a call the server will not evaluate (limits, bad context):
+    │                          INVALID_ARGUMENT
+    ├── CallError              a call answered with a status instead of a result
+    │   ├── FlagdError         flagd's error statuses, by OpenFeature error code
+    │   ├── DeadlineExpired    the caller's deadline passed before the work started
+    │   └── NotReady           no snapshot installed yet: UNAVAILABLE, which clients retry
+    └── Refusal                a command that will not go on: a message, its problems and
+        └── ConfigError        the exit code; a bad option, variable or config file (exit 2)
+
+server/status.py is the one place where these become gRPC status codes; cli/ is the one
+place where a Refusal becomes a message on stderr and an exit code (ExitCode below, the
+same for every command).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
+
+from .model import ErrorCode
+
+
+class ExitCode(IntEnum):
+    """What every ``flagedge`` command exits with."""
+
+    OK = 0
+    FAILED = 1  # not converged in time, or a check that found something (validate, stale)
+    INVALID = 2  # invalid input or usage: every problem is listed
+    UNREACHABLE = 3  # Redis (or the admin service) cannot be reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +77,41 @@ class StoreUnavailable(StoreError):
 
 class RequestError(FlagedgeError):
     pass
+
+
+class CallError(FlagedgeError):
+    """A call the server answers with a status code (server/status.py maps each)."""
+
+
+class FlagdError(CallError):
+    """A flagd resolve that flagd answers with an error status instead of a body."""
+
+    def __init__(self, code: ErrorCode) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class DeadlineExpired(CallError):
+    """The caller's deadline passed before the work started."""
+
+
+class NotReady(CallError):
+    """No snapshot has been installed yet."""
+
+
+class Refusal(FlagedgeError):
+    """A command that cannot go on: the message, the problems behind it, the exit code."""
+
+    def __init__(
+        self,
+        message: str,
+        code: ExitCode = ExitCode.INVALID,
+        problems: Iterable[Problem] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.problems = tuple(problems)
+
+
+class ConfigError(Refusal):
+    """An option, environment variable or config file that makes no sense (exit 2)."""

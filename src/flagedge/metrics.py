@@ -18,8 +18,8 @@ a fold from another thread only takes the items present when it started (GIL-ato
 
 Workers. With ``serve --workers N`` every worker binds the same management port
 (SO_REUSEPORT), so a scrape reaches one worker chosen by the kernel. Each worker therefore
-writes its own values to ``FLAGEDGE_METRICS_DIR/worker-I.json`` every second (the supervisor
-creates the directory and removes it on exit), and whichever worker answers a scrape serves
+writes its own values to ``worker-I.json`` in a directory the supervisor makes (and removes
+on exit) every second, and whichever worker answers a scrape serves
 the whole process group: counters and histograms summed over workers (sibling values at most
 a second old), per-process gauges (snapshot version, staleness, lag) with a ``worker`` label.
 That keeps one scrape target per host, with counters that never go backwards.
@@ -52,9 +52,6 @@ from prometheus_client.registry import Collector
 from .engine import BatchResult
 from .model import ErrorCode, ErrorCodeNumber, ReasonCode, Resolution
 from .snapshot import Snapshot, SnapshotHolder
-
-SHARE_DIR_ENV: Final = "FLAGEDGE_METRICS_DIR"
-WORKER_ENV: Final = "FLAGEDGE_WORKER_INDEX"
 
 # Handler time buckets, in seconds: an evaluation call takes tens of microseconds, a big batch
 # tens of milliseconds.
@@ -187,10 +184,6 @@ class LatencyHistogram:
         self.counts = [0] * (len(LATENCY_BOUNDS) + 1)
         self.sum = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
-        self.sum += seconds
-
 
 class SyncView(Protocol):
     """What a Redis-fed edge reports (store/sync.py's EdgeSync)."""
@@ -229,13 +222,6 @@ class ServerMetrics:
         self._task: asyncio.Task[None] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MetricsCollector(self))
-
-    @classmethod
-    def from_environment(cls) -> ServerMetrics:
-        shared = os.environ.get(SHARE_DIR_ENV)
-        return cls(
-            worker=os.environ.get(WORKER_ENV) or "0", share_dir=Path(shared) if shared else None
-        )
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -312,6 +298,11 @@ class ServerMetrics:
 
     def fold(self) -> None:
         self.evaluations.fold()
+
+    def usage_totals(self) -> dict[tuple[str, str], int]:
+        """Evaluations so far by (flag, variant), freshly folded: what edges report to Redis."""
+        self.fold()
+        return self.evaluations.by_flag_variant()
 
     # -- state, shared between workers -------------------------------------------------------
 

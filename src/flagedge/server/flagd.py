@@ -1,4 +1,4 @@
-"""flagd's evaluation services, v2 and v1, over the core (flagd-compat.md section 1).
+"""flagd's evaluation services, v2 and v1, over the core (docs/flagd-compat.md section 1).
 
 Both versions share :class:`FlagdCore`: select, evaluate, raise :class:`FlagdError` for the
 cases flagd answers with a status. They differ only in how a successful resolution with no
@@ -23,13 +23,14 @@ import grpc
 
 from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
+from flagedge.errors import FlagdError
 from flagedge.metrics import EvaluationCounter
 from flagedge.model import ErrorCode, FlagType, Reason, Resolution, ValueKind
 from flagedge.server import status
-from flagedge.server.convert import Limits, context_to_dict, fill_struct
 from flagedge.server.events import ChangeHub, Shutdown
 from flagedge.server.selector import ALL, Selection, selection_from_metadata
 from flagedge.snapshot import SnapshotHolder
+from flagedge.wire import Limits, context_to_dict, fill_struct
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Clock = Callable[[], int]
@@ -85,13 +86,13 @@ class FlagdCore:
         if selection is not ALL:
             flag = snap.flags.get(key)
             if flag is None or not selection.admits(flag.metadata, self.source):
-                raise status.FlagdError(ErrorCode.FLAG_NOT_FOUND)
+                raise FlagdError(ErrorCode.FLAG_NOT_FOUND)
         resolution = snap.evaluate(
             key, context_to_dict(request.context, self.limits), self.clock(), flag_type
         )
         self._count(resolution)
         if resolution.error_code is not None:
-            raise status.FlagdError(resolution.error_code)
+            raise FlagdError(resolution.error_code)
         return resolution, selection
 
     @staticmethod
@@ -160,19 +161,19 @@ class FlagdCore:
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise status.FlagdError(ErrorCode.GENERAL)
+    raise FlagdError(ErrorCode.GENERAL)
 
 
 def _str(value: Any) -> str:
     if isinstance(value, str):
         return value
-    raise status.FlagdError(ErrorCode.GENERAL)
+    raise FlagdError(ErrorCode.GENERAL)
 
 
 def _float(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    raise status.FlagdError(ErrorCode.GENERAL)
+    raise FlagdError(ErrorCode.GENERAL)
 
 
 def _int(value: Any) -> int:
@@ -181,13 +182,13 @@ def _int(value: Any) -> int:
         number = int(value)
         if -_INT64 <= number < _INT64:
             return number
-    raise status.FlagdError(ErrorCode.GENERAL)
+    raise FlagdError(ErrorCode.GENERAL)
 
 
 def _object(value: Any) -> Mapping[str, Any]:
     if isinstance(value, Mapping):
         return value
-    raise status.FlagdError(ErrorCode.GENERAL)
+    raise FlagdError(ErrorCode.GENERAL)
 
 
 class _ScalarResponse(Protocol):
@@ -207,7 +208,7 @@ def _reply(
     """Fill reason, variant and metadata; None when the value is absent (caller decides)."""
     if resolution.value is None and v1_rules and resolution.reason is not Reason.DISABLED:
         # A flag with no defaultVariant: v1 keeps flagd's pre-0.14 answer.
-        raise status.FlagdError(ErrorCode.FLAG_NOT_FOUND)
+        raise FlagdError(ErrorCode.FLAG_NOT_FOUND)
     response.reason = resolution.reason.value
     if resolution.variant:
         response.variant = resolution.variant

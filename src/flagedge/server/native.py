@@ -11,38 +11,29 @@ built once per snapshot and reused until the snapshot changes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from types import MappingProxyType
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
-from flagedge.errors import RequestError
+from flagedge.errors import DeadlineExpired, RequestError
 from flagedge.metrics import EvaluationCounter
-from flagedge.model import ErrorCode, ErrorCodeNumber, FlagType, Reason, ReasonCode, Resolution
-from flagedge.server.convert import Limits, context_to_dict, fill_struct, set_value
+from flagedge.model import Resolution
 from flagedge.server.events import ChangeHub, Shutdown
-from flagedge.server.status import DeadlineExpired, current
+from flagedge.server.status import current
 from flagedge.snapshot import BatchResult, Snapshot, SnapshotHolder
+from flagedge.wire import (
+    ERROR_TO_WIRE,
+    REASON_TO_WIRE,
+    TYPE_FROM_WIRE,
+    Limits,
+    context_to_dict,
+    fill_struct,
+    set_value,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-_REASONS: Mapping[Reason, int] = MappingProxyType(
-    {Reason(code.name): code.value for code in ReasonCode}
-)
-_ERRORS: Mapping[ErrorCode, int] = MappingProxyType(
-    {ErrorCode(code.name): code.value for code in ErrorCodeNumber if code.name != "NONE"}
-)
-_TYPES: Mapping[int, FlagType] = MappingProxyType(
-    {
-        pb.FLAG_TYPE_BOOLEAN: FlagType.BOOLEAN,
-        pb.FLAG_TYPE_STRING: FlagType.STRING,
-        pb.FLAG_TYPE_INTEGER: FlagType.INTEGER,
-        pb.FLAG_TYPE_FLOAT: FlagType.FLOAT,
-        pb.FLAG_TYPE_OBJECT: FlagType.OBJECT,
-    }
-)
 
 
 def fill_result(out: pb.Result, resolution: Resolution) -> None:
@@ -51,9 +42,9 @@ def fill_result(out: pb.Result, resolution: Resolution) -> None:
         set_value(out.value, resolution.value)
     if resolution.variant is not None:
         out.variant = resolution.variant
-    out.reason = _REASONS.get(resolution.reason, pb.REASON_DEFAULT)  # type: ignore[assignment]
+    out.reason = REASON_TO_WIRE.get(resolution.reason, pb.REASON_DEFAULT)  # type: ignore[assignment]
     if resolution.error_code is not None:
-        out.error_code = _ERRORS.get(resolution.error_code, pb.ERROR_CODE_GENERAL)  # type: ignore[assignment]
+        out.error_code = ERROR_TO_WIRE.get(resolution.error_code, pb.ERROR_CODE_GENERAL)  # type: ignore[assignment]
         if resolution.error_message:
             out.error_message = resolution.error_message
     fill_struct(out.metadata, resolution.metadata)
@@ -96,7 +87,7 @@ class NativeServicer:
             request.flag_key,
             context_to_dict(request.context, self.limits),
             self.clock(),
-            _TYPES.get(request.type),
+            TYPE_FROM_WIRE.get(request.type),
         )
         self._count(resolution)
         out = pb.EvaluateResponse(snapshot_version=snap.version)

@@ -1,6 +1,6 @@
 """The ``Flagd-Selector`` header: which flags a flagd-protocol call may see.
 
-Syntax (flagd-compat.md section 1.8): one ``key=value`` pair whose key is ``flagSetId`` or
+Syntax (docs/flagd-compat.md section 1.8): one ``key=value`` pair whose key is ``flagSetId`` or
 ``source``; a bare value means ``source=value``; ``flagSetId=`` (empty) selects the flags that
 have no flagSetId. Anything else is INVALID_ARGUMENT.
 

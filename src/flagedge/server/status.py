@@ -4,7 +4,7 @@ Servicers never pick a status code themselves. They raise, and the wrappers here
 exception into a status:
 
     RequestError                   INVALID_ARGUMENT  (limits, malformed input, bad selector)
-    FlagdError(ErrorCode)          the flagd table below (flagd-compat.md section 1.6)
+    FlagdError(ErrorCode)          the flagd table below (docs/flagd-compat.md section 1.6)
     DeadlineExpired                DEADLINE_EXCEEDED
     NotReady                       UNAVAILABLE (no snapshot loaded yet)
     anything else                  INTERNAL, logged with its traceback
@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from flagedge.errors import RequestError
+from flagedge.errors import DeadlineExpired, FlagdError, NotReady, RequestError
 from flagedge.model import ErrorCode
 from flagedge.snapshot import Snapshot, SnapshotHolder
 
@@ -38,22 +38,6 @@ Req = TypeVar("Req")
 Parsed = TypeVar("Parsed", covariant=True)
 Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-class FlagdError(Exception):
-    """A flagd resolve that flagd answers with an error status instead of a body."""
-
-    def __init__(self, code: ErrorCode) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class DeadlineExpired(Exception):
-    """The caller's deadline passed before the work started."""
-
-
-class NotReady(Exception):
-    """No snapshot has been installed yet."""
 
 
 def current(holder: SnapshotHolder) -> Snapshot:

@@ -22,10 +22,8 @@ problems name the key and the JSON path, so an edge can log it and keep serving.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -33,8 +31,10 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from ..errors import DefinitionError, Problem, StoreUnavailable
+from ..errors import DefinitionError, Problem
+from ..hashing import Scheme
 from ..model import Override, OverrideKind
+from ..snapshot import Snapshot
 
 HEARTBEAT_TTL_MS: Final = 5000
 USAGE_RETENTION_DAYS: Final = 45
@@ -180,6 +180,17 @@ def decode_state(raw: RawState) -> State:
     return State(raw.version, document, MappingProxyType(overrides))
 
 
+def build_snapshot(raw: RawState, fractional: Scheme | str = Scheme.V3) -> Snapshot:
+    """Decode and compile a raw state; DefinitionError lists every problem."""
+    state = decode_state(raw)
+    return Snapshot.build(
+        state.definitions,
+        version=state.version,
+        fractional=fractional,
+        overrides=state.overrides,
+    )
+
+
 # -- change messages -----------------------------------------------------------------------
 
 
@@ -197,12 +208,22 @@ class ChangeMessage:
     key: str | None = None
     override: Override | None = None
 
-    def to_json(self) -> bytes:
-        out: dict[str, Any] = {"version": self.version, "kind": str(self.kind)}
+    def body(self) -> bytes:
+        """The message without its version (``{"kind": ...}``): the write script, which
+        alone knows the new version, puts it in front (``with_version``)."""
+        out: dict[str, Any] = {"kind": str(self.kind)}
         if self.kind is ChangeKind.OVERRIDE:
             out["key"] = self.key
             out["override"] = None if self.override is None else self.override.to_json()
         return orjson.dumps(out)
+
+    def to_json(self) -> bytes:
+        return with_version(self.version, self.body())
+
+
+def with_version(version: int, body: bytes) -> bytes:
+    """``{"version": V, ...body}``: a message body with its version first."""
+    return b'{"version":%d,' % version + body[1:]
 
 
 def decode_message(data: bytes) -> ChangeMessage | None:
@@ -341,118 +362,15 @@ class Plane(Protocol):
 
     async def version(self) -> int: ...
 
-    async def heartbeat(self, beat: Heartbeat) -> None: ...
+    async def heartbeat(self, beat: Heartbeat) -> None:
+        """Refresh this edge's heartbeat key (it expires after HEARTBEAT_TTL_MS)."""
+
+    async def remove_heartbeat(self, edge_id: str) -> None:
+        """Delete an edge's heartbeat (on a clean stop); never raises."""
+
+    async def add_usage(
+        self, day: str, counts: Mapping[tuple[str, str], int], ttl_seconds: int
+    ) -> None:
+        """Add evaluation counts to ``day``'s usage (one attempt: a retry could count twice)."""
 
     async def close(self) -> None: ...
-
-
-# -- the in-memory twin --------------------------------------------------------------------
-
-
-class MemoryPlane:
-    """The store in a dict, with the Lua script's semantics, for unit tests of the sync.
-
-    ``down = True`` makes every call raise StoreUnavailable and ends open subscriptions, as
-    a Redis outage would; ``publish_raw`` injects any message (duplicates, gaps, garbage).
-    """
-
-    def __init__(self) -> None:
-        self.version_ = 0
-        self.definitions: bytes | None = None
-        self.overrides: dict[str, bytes] = {}
-        self.audit: list[dict[str, str]] = []
-        self.heartbeats: dict[str, Heartbeat] = {}
-        self._subscribers: set[asyncio.Queue[bytes | Resubscribed | None]] = set()
-        self._down = False
-        self.loads = 0
-
-    @property
-    def down(self) -> bool:
-        return self._down
-
-    @down.setter
-    def down(self, value: bool) -> None:
-        self._down = value
-        if value:
-            for queue in self._subscribers:
-                queue.put_nowait(None)  # the connection dropped
-
-    def _check(self) -> None:
-        if self._down:
-            raise StoreUnavailable("memory plane is down")
-
-    def write(self, w: Write) -> WriteResult:
-        self._check()
-        if self.version_ != w.expected:
-            return WriteResult(False, self.version_)
-        reseeded = w.floor > self.version_
-        self.version_ = max(self.version_, w.floor) + 1
-        if w.kind is ChangeKind.DEFINITIONS:
-            self.definitions = w.definitions
-        elif w.override is None:
-            self.overrides.pop(w.flag, None)
-        else:
-            self.overrides[w.flag] = encode_override(w.override)
-        ts = int(time.time() * 1000)
-        self.audit.append(
-            {
-                "actor": w.actor,
-                "action": w.action,
-                "flag": w.flag,
-                "before": w.before,
-                "after": w.after,
-                "version": str(self.version_),
-                "ts": str(ts),
-            }
-        )
-        if reseeded or w.kind is ChangeKind.DEFINITIONS:
-            message = ChangeMessage(self.version_, ChangeKind.DEFINITIONS)
-        else:
-            message = ChangeMessage(self.version_, w.kind, w.flag, w.override)
-        self.publish_raw(message.to_json())
-        return WriteResult(True, self.version_, ts)
-
-    def publish_raw(self, data: bytes) -> None:
-        for queue in self._subscribers:
-            queue.put_nowait(data)
-
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscription]:
-        self._check()
-        queue: asyncio.Queue[bytes | Resubscribed | None] = asyncio.Queue()
-        self._subscribers.add(queue)
-        try:
-            yield _MemorySubscription(queue)
-        finally:
-            self._subscribers.discard(queue)
-
-    async def load(self) -> RawState:
-        self._check()
-        self.loads += 1
-        return RawState(self.version_, self.definitions, MappingProxyType(dict(self.overrides)))
-
-    async def version(self) -> int:
-        self._check()
-        return self.version_
-
-    async def heartbeat(self, beat: Heartbeat) -> None:
-        self._check()
-        self.heartbeats[beat.id] = beat
-
-    async def close(self) -> None:
-        pass
-
-
-class _MemorySubscription:
-    def __init__(self, queue: asyncio.Queue[bytes | Resubscribed | None]) -> None:
-        self._queue = queue
-
-    async def next(self, timeout: float) -> bytes | Resubscribed | None:
-        try:
-            async with asyncio.timeout(timeout):
-                item = await self._queue.get()
-        except TimeoutError:
-            return None
-        if item is None:
-            raise StoreUnavailable("memory plane went down")
-        return item

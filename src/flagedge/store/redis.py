@@ -11,7 +11,7 @@ hand-made mess) becomes a DefinitionError, like any other corrupt data.
 from __future__ import annotations
 
 import contextlib
-import os
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,6 +32,7 @@ from .plane import (
     HEARTBEAT_TTL_MS,
     RESUBSCRIBED,
     ChangeKind,
+    ChangeMessage,
     Heartbeat,
     Keys,
     RawState,
@@ -57,31 +58,25 @@ end
 local version = math.max(current, tonumber(ARGV[2])) + 1
 local v = string.format('%d', version)
 redis.call('SET', KEYS[1], v)
-local message
+local body = ARGV[12]
 if ARGV[3] == 'definitions' then
   redis.call('SET', KEYS[2], ARGV[5])
-  message = '{"version":' .. v .. ',"kind":"definitions"}'
+elseif ARGV[5] == '' then
+  redis.call('HDEL', KEYS[3], ARGV[4])
 else
-  local override = 'null'
-  if ARGV[5] == '' then
-    redis.call('HDEL', KEYS[3], ARGV[4])
-  else
-    redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
-    override = ARGV[5]
-  end
-  message = '{"version":' .. v .. ',"kind":"override","key":' .. cjson.encode(ARGV[4])
-    .. ',"override":' .. override .. '}'
+  redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
 end
 if version ~= current + 1 then
   -- Re-seeded above the edges (floor): this state is no small step from theirs.
-  message = '{"version":' .. v .. ',"kind":"definitions"}'
+  body = ARGV[13]
 end
 local now = redis.call('TIME')
 local ts = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[11], '*',
   'actor', ARGV[7], 'action', ARGV[8], 'flag', ARGV[4],
   'before', ARGV[9], 'after', ARGV[10], 'version', v, 'ts', ts)
-redis.call('PUBLISH', ARGV[6], message)
+-- The message is Python's encoding (ChangeMessage.body) with the new version put in front.
+redis.call('PUBLISH', ARGV[6], '{"version":' .. v .. ',' .. string.sub(body, 2))
 return {1, v, ts}
 """
 
@@ -95,7 +90,7 @@ class Target:
 
     ``redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/DB]`` names a
     Sentinel group; the user and password are the data nodes' (ACL), and are also offered to
-    the sentinels unless FLAGEDGE_SENTINEL_PASSWORD sets theirs.
+    the sentinels unless ``sentinel_password`` (the sentinel-password setting) sets theirs.
     """
 
     url: str | None = None
@@ -104,6 +99,7 @@ class Target:
     username: str | None = None
     password: str | None = None
     db: int = 0
+    sentinel_password: str | None = field(default=None, repr=False)
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __str__(self) -> str:
@@ -125,9 +121,22 @@ def _hosts(spec: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def parse_target(url: str, sentinel: str | None = None, master: str | None = None) -> Target:
+def parse_target(
+    url: str,
+    sentinel: str | None = None,
+    master: str | None = None,
+    *,
+    sentinel_password: str | None = None,
+) -> Target:
     """``--redis URL`` plus optional ``--sentinel h:p,... --sentinel-master NAME``;
     ValueError with a readable message when they make no sense."""
+    target = _parse_target(url, sentinel, master)
+    if sentinel_password:
+        target = dataclasses.replace(target, sentinel_password=sentinel_password)
+    return target
+
+
+def _parse_target(url: str, sentinel: str | None, master: str | None) -> Target:
     if sentinel:
         if not master:
             raise ValueError("--sentinel needs --sentinel-master NAME")
@@ -163,11 +172,11 @@ _TIMEOUTS: Final = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
 
 def _sentinel_kwargs(target: Target) -> dict[str, Any]:
-    password = os.environ.get("FLAGEDGE_SENTINEL_PASSWORD") or target.password
+    password = target.sentinel_password or target.password
     kwargs: dict[str, Any] = dict(_TIMEOUTS)
     if password:
         kwargs["password"] = password
-        if target.username and not os.environ.get("FLAGEDGE_SENTINEL_PASSWORD"):
+        if target.username and not target.sentinel_password:
             kwargs["username"] = target.username
     return kwargs
 
@@ -440,6 +449,8 @@ class RedisAdmin:
                     w.before,
                     w.after,
                     AUDIT_MAXLEN,
+                    ChangeMessage(0, w.kind, w.flag, w.override).body(),
+                    ChangeMessage(0, ChangeKind.DEFINITIONS).body(),
                 ],
             )
         return WriteResult(bool(int(ok)), int(version), int(ts))

@@ -29,28 +29,26 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import orjson
-
-from ..snapshot import Snapshot
-from ..errors import DefinitionError, Problem, StoreUnavailable
+from ..errors import DefinitionError, StoreUnavailable
 from ..hashing import Scheme
 from ..logs import event
 from ..model import OverrideKind
-from ..snapshot import SnapshotHolder
+from ..snapshot import Snapshot, SnapshotHolder
+from .lkg import read_lkg, write_lkg
 from .plane import (
     RESUBSCRIBED,
     ChangeKind,
     Heartbeat,
     Plane,
     RawState,
+    build_snapshot,
     decode_message,
-    decode_state,
+    encode_override,
 )
 
 log = logging.getLogger("flagedge.sync")
@@ -69,17 +67,6 @@ def _problems(exc: DefinitionError) -> list[dict[str, str]]:
     return [{"path": p.path, "message": p.message} for p in exc.problems]
 
 
-def build_snapshot(raw: RawState, fractional: Scheme | str = Scheme.V3) -> Snapshot:
-    """Decode and compile a raw state; DefinitionError lists every problem."""
-    state = decode_state(raw)
-    return Snapshot.build(
-        state.definitions,
-        version=state.version,
-        fractional=fractional,
-        overrides=state.overrides,
-    )
-
-
 def _timed_build(raw: RawState, fractional: Scheme | str) -> tuple[Snapshot, float]:
     start = time.perf_counter()
     snap = build_snapshot(raw, fractional)
@@ -90,67 +77,6 @@ def _summary(exc: DefinitionError) -> str:
     first = "; ".join(str(p) for p in exc.problems[:3])
     more = f" (+{len(exc.problems) - 3} more)" if len(exc.problems) > 3 else ""
     return f"{first}{more}"
-
-
-# -- last known good -----------------------------------------------------------------------
-
-
-def write_lkg(path: Path, env: str, raw: RawState) -> None:
-    """Write ``raw`` to ``path`` atomically: a reader sees the old file or the new one."""
-    body = orjson.dumps(
-        {
-            "env": env,
-            "version": raw.version,
-            "definitions": (raw.definitions or b"").decode("utf-8", "replace"),
-            "overrides": {k: v.decode("utf-8", "replace") for k, v in raw.overrides.items()},
-            "written_at": time.time(),
-        }
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The pid and thread keep writers sharing one file (workers; a shutdown's final save
-    # beside a write still in its thread) from writing through each other's temp file.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(temp, "wb") as f:
-        f.write(body)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def read_lkg(path: Path, env: str) -> RawState:
-    """The state saved in ``path``; DefinitionError when it is missing, foreign or damaged."""
-    try:
-        data = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise DefinitionError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
-    except orjson.JSONDecodeError as exc:
-        raise DefinitionError([Problem("", f"{path} is not JSON: {exc}")]) from None
-    if not isinstance(data, dict):
-        raise DefinitionError([Problem("", f"{path} is not a last-known-good file")])
-    if data.get("env") != env:
-        raise DefinitionError(
-            [Problem("env", f"{path} holds environment {data.get('env')!r}, not {env!r}")]
-        )
-    version, definitions, overrides = (
-        data.get("version"),
-        data.get("definitions"),
-        data.get("overrides"),
-    )
-    if not isinstance(version, int) or not isinstance(definitions, str):
-        raise DefinitionError([Problem("", f"{path} lacks a version or definitions")])
-    if not isinstance(overrides, dict) or not all(isinstance(v, str) for v in overrides.values()):
-        raise DefinitionError([Problem("overrides", f"{path} has malformed overrides")])
-    return RawState(
-        version,
-        definitions.encode(),
-        MappingProxyType({str(k): v.encode() for k, v in overrides.items()}),
-    )
 
 
 # -- the synchroniser ----------------------------------------------------------------------
@@ -190,7 +116,6 @@ class EdgeSync:
         self.redis_behind = False
         self.error: str | None = None
         self.applied_at = 0.0
-        self.reloads = 0
         self.compile_seconds = 0.0  # building the serving snapshot took this long
         self.stale_since: float | None = None  # when it started serving unconfirmed state
         self._raw: RawState | None = None  # the serving state as stored (for the LKG file)
@@ -235,10 +160,8 @@ class EdgeSync:
         if self._lkg_dirty.is_set():  # an applied change the debounce had not saved yet
             self._lkg_dirty.clear()
             await self._save_lkg()
-        remove = getattr(self.plane, "remove_heartbeat", None)
-        if remove is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(remove(self.edge_id), 1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.plane.remove_heartbeat(self.edge_id), 1.0)
         await self.plane.close()
 
     @property
@@ -390,7 +313,7 @@ class EdgeSync:
             if message.override is None:
                 overrides.pop(message.key, None)
             else:
-                overrides[message.key] = orjson.dumps(message.override.to_json())
+                overrides[message.key] = encode_override(message.override)
             raw = RawState(message.version, self._raw.definitions, MappingProxyType(overrides))
             self._install(snap, raw, "redis", message.key, message.override is not None)
             return
@@ -423,7 +346,6 @@ class EdgeSync:
             version=self.version,
         )
         raw = await self.plane.load()
-        self.reloads += 1
         self.redis_version = raw.version
         current = self.holder.current
         if current is not None and raw.version < current.version:

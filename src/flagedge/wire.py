@@ -1,4 +1,7 @@
-"""Protobuf <-> Python values at the edge, with the request limits applied while converting.
+"""The wire: protobuf <-> Python values, and the enum tables, for the server and the client.
+
+    google.protobuf.Struct / Value  <->  dict / JSON values    (limits applied on the way in)
+    Reason, ErrorCode, FlagType     <->  flagedge.v1 enum numbers
 
 Contexts arrive as ``google.protobuf.Struct``. They become plain dicts here, once, so the
 core never sees a protobuf type. Struct numbers are doubles; integral ones become ``int``
@@ -10,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from google.protobuf.struct_pb2 import NULL_VALUE, ListValue, Struct, Value
 
+from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.errors import RequestError
+from flagedge.model import ErrorCode, ErrorCodeNumber, FlagType, Reason, ReasonCode
 
 _EXACT = 2.0**53
 
@@ -121,3 +127,31 @@ def struct_to_python(struct: Struct) -> dict[str, Any]:
 
 def value_to_python(value: Value) -> Any:
     return _value(value, 1, 1 << 30)
+
+
+# -- enums: flagedge.v1's numbers are the model's packed codes (ReasonCode, ErrorCodeNumber) --
+
+REASON_TO_WIRE: Mapping[Reason, int] = MappingProxyType(
+    {Reason(code.name): code.value for code in ReasonCode}
+)
+REASON_FROM_WIRE: Mapping[int, Reason] = MappingProxyType(
+    {code.value: Reason(code.name) for code in ReasonCode}
+)
+ERROR_TO_WIRE: Mapping[ErrorCode, int] = MappingProxyType(
+    {ErrorCode(code.name): code.value for code in ErrorCodeNumber if code.name != "NONE"}
+)
+ERROR_FROM_WIRE: Mapping[int, ErrorCode] = MappingProxyType(
+    {code.value: ErrorCode(code.name) for code in ErrorCodeNumber if code.name != "NONE"}
+)
+TYPE_TO_WIRE: Mapping[FlagType, int] = MappingProxyType(
+    {
+        FlagType.BOOLEAN: pb.FLAG_TYPE_BOOLEAN,
+        FlagType.STRING: pb.FLAG_TYPE_STRING,
+        FlagType.INTEGER: pb.FLAG_TYPE_INTEGER,
+        FlagType.FLOAT: pb.FLAG_TYPE_FLOAT,
+        FlagType.OBJECT: pb.FLAG_TYPE_OBJECT,
+    }
+)
+TYPE_FROM_WIRE: Mapping[int, FlagType] = MappingProxyType(
+    {number: flag_type for flag_type, number in TYPE_TO_WIRE.items()}
+)

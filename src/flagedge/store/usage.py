@@ -1,7 +1,7 @@
 """Each Redis-fed edge adds its evaluation counts to Redis, so that ``flagedge stale`` can
 tell which flags nobody evaluates any more, or which serve one variant only.
 
-    ServerMetrics.evaluations.totals (in process, counted without Redis)
+    totals(): {(flag, variant): evaluations} in process (the server's metrics), no Redis
         ─ every --usage-interval seconds (30): the growth since the last report ─►
     one MULTI: HINCRBY flagedge:{env}:usage:{UTC day} ["flag","variant"] n   (one per pair)
                EXPIRE that hash USAGE_RETENTION_DAYS; SET usage:since DAY NX; EXPIRE it
@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
-from .errors import StoreUnavailable
-from .logs import event
-from .metrics import ServerMetrics
-from .snapshot import SnapshotHolder
-from .store.plane import USAGE_RETENTION_DAYS
+from ..errors import StoreUnavailable
+from ..logs import event
+from ..snapshot import SnapshotHolder
+from .plane import USAGE_RETENTION_DAYS
 
 log = logging.getLogger("flagedge.usage")
 
@@ -44,17 +43,23 @@ class UsageSink(Protocol):
     ) -> None: ...
 
 
+Totals = Callable[[], Mapping[tuple[str, str], int]]
+
+
 class UsageReporter:
+    """Reports the growth of ``totals()`` (counts since the process started, by flag and
+    variant: the server's metrics) to ``sink`` every ``interval`` seconds."""
+
     def __init__(
         self,
-        metrics: ServerMetrics,
+        totals: Totals,
         sink: UsageSink,
         holder: SnapshotHolder,
         *,
         interval: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.metrics = metrics
+        self.totals = totals
         self.sink = sink
         self.holder = holder
         self.interval = interval
@@ -87,8 +92,7 @@ class UsageReporter:
     async def report(self) -> int:
         """Send the counts added since the last report; the number of (flag, variant) pairs
         sent. StoreUnavailable leaves them for the next report."""
-        self.metrics.fold()
-        totals = self.metrics.evaluations.by_flag_variant()
+        totals = dict(self.totals())
         snap = self.holder.current
         flags = {} if snap is None else snap.flags
         reported = self.reported

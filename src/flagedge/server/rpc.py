@@ -1,6 +1,6 @@
 """Assembling the gRPC server: services, health, reflection, limits, graceful stop.
 
-    start_server(holder) -> RunningServer(port, management_port)
+    start_server(holder) -> RunningServer(port)
         flagedge.v1.Evaluation           native.py
         flagd.evaluation.v2.Service      flagd.py
         flagd.evaluation.v1.Service      flagd.py
@@ -31,12 +31,11 @@ from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.metrics import ServerMetrics
 from flagedge.server import status
-from flagedge.server.convert import Limits
 from flagedge.server.events import ChangeHub
 from flagedge.server.flagd import FlagdCore, FlagdV1Servicer, FlagdV2Servicer, unix_now
-from flagedge.server.management import ManagementServer, start_management
 from flagedge.server.native import NativeServicer
 from flagedge.snapshot import SnapshotHolder
+from flagedge.wire import Limits
 
 NATIVE_SERVICE = "flagedge.v1.Evaluation"
 FLAGD_V2_SERVICE = "flagd.evaluation.v2.Service"
@@ -53,7 +52,6 @@ class RunningServer:
         port: int,
         hub: ChangeHub,
         health_servicer: Any,
-        management: ManagementServer | None,
         server_id: str,
         metrics: ServerMetrics | None = None,
     ) -> None:
@@ -63,15 +61,10 @@ class RunningServer:
         self.hub = hub
         self.server_id = server_id
         self._health = health_servicer
-        self._management = management
         self._stopped = False
 
     def serving(self) -> bool:
         return not self._stopped
-
-    @property
-    def management_port(self) -> int | None:
-        return None if self._management is None else self._management.port
 
     async def stop(self, grace: float | None = 5.0) -> None:
         """Stop taking calls, tell event streams (provider_shutdown), let in-flight calls
@@ -83,8 +76,6 @@ class RunningServer:
         self.hub.close()
         await self.server.stop(grace)
         await self.metrics.stop()
-        if self._management is not None:
-            await self._management.close()
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
@@ -145,16 +136,11 @@ def _flagd_handlers(
     return _handlers(service, unary, streams, {}, max_bytes, metrics)
 
 
-def default_server_id() -> str:
-    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-
-
 async def start_server(
     holder: SnapshotHolder,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    management_port: int | None = None,
     limits: Limits | None = None,
     source: str | None = None,
     keepalive_interval: float = 20.0,
@@ -166,7 +152,6 @@ async def start_server(
 ) -> RunningServer:
     """Start serving ``holder`` and return once the port is bound.
 
-    ``management_port`` None starts no management HTTP server; 0 picks a free port.
     ``reuse_port`` lets several processes bind the same port (``serve --workers``); it is off
     otherwise so that a second server on a taken port fails instead of sharing it.
     ``source`` names the definitions source for ``Flagd-Selector: source=...``.
@@ -176,7 +161,7 @@ async def start_server(
     made when none is given. It is folded every second while the server runs.
     """
     limits = limits or Limits()
-    server_id = server_id or default_server_id()
+    server_id = server_id or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
     loop = asyncio.get_running_loop()
     hub = ChangeHub(holder, loop)
     transport = limits.transport_limit()
@@ -253,20 +238,7 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     metrics.start()
-    running = RunningServer(server, bound, hub, health_servicer, None, server_id, metrics)
-    if management_port is not None:
-        try:
-            running._management = await start_management(
-                host,
-                management_port,
-                running.serving,
-                reuse_port=reuse_port,
-                metrics=metrics.exposition,
-            )
-        except OSError:
-            await running.stop(None)
-            raise
-    return running
+    return RunningServer(server, bound, hub, health_servicer, server_id, metrics)
 
 
 def _bracket(host: str) -> str:

@@ -1,0 +1,108 @@
+"""``flagedge stale``: removal candidates (lifecycle.py's rules) from a file or from Redis,
+with the edges' usage counts when Redis is given. Exit 1 with --fail when there are any."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import config
+from ..errors import DefinitionError, ExitCode, Refusal
+from ..lifecycle import Usage, find_stale, usage_note, window_days
+from ..snapshot import Snapshot
+from ..store.file import load_document
+from ..store.plane import USAGE_RETENTION_DAYS, build_snapshot
+from .common import out, settings
+from .control import connect
+
+
+def _from_file(path: Path) -> Snapshot:
+    try:
+        return Snapshot.build(load_document(path))
+    except DefinitionError as exc:
+        raise Refusal(f"{path} is invalid", problems=exc.problems) from None
+
+
+def _from_redis(resolved: config.Settings, today: date, days: int) -> tuple[Snapshot, Usage]:
+    admin, _env = connect(resolved)
+    try:
+        raw = admin.read()
+        counts, since = admin.usage([d.isoformat() for d in window_days(today, days)])
+    finally:
+        admin.close()
+    try:
+        snap = build_snapshot(raw)
+    except DefinitionError as exc:
+        raise Refusal("the definitions in Redis are unusable", problems=exc.problems) from None
+    return snap, Usage.from_store(counts, since)
+
+
+def _today(text: str | None) -> date:
+    if text is None:
+        return datetime.now(UTC).date()  # usage days are UTC days
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise Refusal(f"--today {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def cmd_stale(args: argparse.Namespace) -> int:
+    resolved = settings(args, [config.REDIS])
+    today = _today(args.today)
+    days = args.days
+    if not 1 <= days <= USAGE_RETENTION_DAYS:
+        raise Refusal(f"--days must be 1 to {USAGE_RETENTION_DAYS} (usage is kept that long)")
+    usage: Usage | None = None
+    if args.flags is not None:
+        snap, source = _from_file(args.flags), str(args.flags)
+    elif resolved["redis"] or resolved["sentinel"]:
+        snap, usage = _from_redis(resolved, today, days)
+        source = f"env {resolved['env']!r}"
+    else:
+        raise Refusal("say where the definitions are: --flags FILE, or --redis URL --env NAME")
+    flags = {key: flag.metadata for key, flag in snap.flags.items()}
+    candidates = find_stale(flags, today, days, usage)
+    note = usage_note(usage, today, days)
+    head = f"{source}, today {today.isoformat()}"
+    if not candidates:
+        lines = [f"no removal candidates ({head}); {note['text']}"]
+    else:
+        lines = [f"{len(candidates)} removal candidate(s) ({head}); {note['text']}"]
+        width = max(len(c.flag) for c in candidates)
+        for c in candidates:
+            lines.append(f"  {c.flag:<{width}}  {c.kind or '-':<10}  owner {c.owner or '-'}")
+            lines.extend(f"  {'':<{width}}    {f.rule}: {f.detail}" for f in c.findings)
+    body = {
+        "ok": True,
+        "source": source,
+        "today": today.isoformat(),
+        "days": days,
+        "usage": note,
+        "candidates": [c.to_json() for c in candidates],
+    }
+    out(args, body, "\n".join(lines))
+    return ExitCode.FAILED if candidates and args.fail else ExitCode.OK
+
+
+def add_command(sub: Any) -> None:
+    p = sub.add_parser(
+        "stale",
+        help="list removal candidates: expired toggles, unused flags, flags stuck on a variant",
+    )
+    p.add_argument("--flags", type=Path, metavar="FILE", help="definitions file (age rules only)")
+    config.add_options(p, [config.REDIS])
+    p.add_argument(
+        "--days",
+        type=int,
+        default=30,
+        help=f"usage window: no evaluations, or one variant, for this many days (1-"
+        f"{USAGE_RETENTION_DAYS}; default 30)",
+    )
+    p.add_argument(
+        "--today", metavar="YYYY-MM-DD", help="judge as of this date (default: today, UTC)"
+    )
+    p.add_argument("--fail", action="store_true", help="exit 1 when there is any candidate (CI)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_stale)

@@ -1,0 +1,480 @@
+"""Every setting, declared once and resolved in one place.
+
+    Option("port", int, 8013, "gRPC port")      declared in a Group (LOGGING, REDIS, ...)
+        │
+        ├─► add_options(parser, groups)         --port (unset unless given: default None)
+        ▼
+    resolve(args, groups, environ) ─► Settings
+        1. the command line                     --port 9000
+        2. the environment                      FLAGEDGE_PORT=9000
+        3. the config file                      --config FILE (or FLAGEDGE_CONFIG): YAML or
+                                                TOML, keys named like the options
+        4. the default
+
+A group shared by several commands (the Redis connection, logging) is one tuple here, so
+every command that takes it takes the same options, help and variables. ``options_table``
+renders the README's table from these declarations (a test keeps the two equal). Commands
+also have arguments that are not settings (a flag key, --json, --wait): those stay with
+the command in cli/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ConfigError, Problem
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value != value or value < 0:  # NaN or negative
+        raise ValueError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{text!r} is not a port (0-65535)")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} is not a count (1 or more)")
+    return value
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting. ``name`` gives the flag (--name), the variable (FLAGEDGE_NAME, unless
+    ``variable`` says otherwise) and the config-file key (name, or with underscores)."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    switch: bool = False  # --name alone sets it; the variable and file take true/false
+    cli: bool = True  # False: environment and config file only (secrets stay out of `ps`)
+    variable: str = ""
+    default_text: str = ""  # how the README and --help describe the default
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return self.variable or "FLAGEDGE_" + self.dest.upper()
+
+    def describe_default(self) -> str:
+        if self.default_text:
+            return self.default_text
+        if self.default is None:
+            return "none"
+        if self.switch:
+            return "off" if not self.default else "on"
+        return str(self.default)
+
+    def convert(self, raw: Any, where: str) -> Any:
+        """A value from the environment or a config file, checked and converted."""
+        try:
+            if isinstance(raw, str):
+                value = _flag(raw) if self.switch else self.parse(raw)
+            elif self.switch and isinstance(raw, bool):
+                value = raw
+            elif isinstance(raw, bool | list | dict) or raw is None:
+                raise ValueError(f"{raw!r} is not a value for this option")
+            else:  # a YAML/TOML number: check it as its text would be
+                value = self.parse(str(raw))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(self.choices)}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    title: str
+    used_by: str  # the commands that take this group, for the README's table
+    options: tuple[Option, ...]
+
+
+CONFIG = Option(
+    "config",
+    _text,
+    None,
+    "a YAML or TOML file of settings, keyed by option name (below the command line and "
+    "the environment, above the defaults)",
+    metavar="FILE",
+)
+
+LOGGING = Group(
+    "Logging",
+    "serve",
+    (
+        Option(
+            "log-level",
+            str.lower,
+            "info",
+            "debug, info, warning, error or critical",
+            choices=("debug", "info", "warning", "error", "critical"),
+        ),
+        Option(
+            "log-format",
+            str.lower,
+            "json",
+            "json: one object per line (ts, level, event, msg, fields); text: sentences",
+            choices=("json", "text"),
+        ),
+    ),
+)
+
+REDIS = Group(
+    "Redis control plane",
+    "serve, push, kill, restore, rollout, get, status, audit, stale",
+    (
+        Option(
+            "redis",
+            _text,
+            None,
+            "redis://[user:password@]host:port[/db], rediss://..., unix://..., or "
+            "redis+sentinel://[user:password@]host:port,.../MASTER; prefer the variable to "
+            "the option, which `ps` shows",
+            metavar="URL",
+            variable="FLAGEDGE_REDIS_URL",
+        ),
+        Option("env", _text, None, "environment: the key prefix flagedge:NAME:", metavar="NAME"),
+        Option(
+            "sentinel",
+            _text,
+            None,
+            "Sentinel addresses; --redis then only gives credentials",
+            metavar="HOST:PORT,...",
+        ),
+        Option("sentinel-master", _text, None, "the Sentinel master name", metavar="NAME"),
+        Option(
+            "sentinel-password",
+            _text,
+            None,
+            "the sentinels' own password, when it differs from the data nodes'",
+            cli=False,
+        ),
+    ),
+)
+
+EDGE = Group(
+    "Edges fed by Redis (serve --redis)",
+    "serve",
+    (
+        Option(
+            "lkg-file",
+            _text,
+            None,
+            "last-known-good state, served when Redis is unreachable at start",
+            metavar="FILE",
+            default_text="STATE_DIR/lkg-ENV.json",
+        ),
+        Option(
+            "state-dir",
+            _text,
+            None,
+            "where the default last-known-good file lives",
+            metavar="DIR",
+            default_text="$XDG_STATE_HOME/flagedge or ~/.local/state/flagedge",
+        ),
+        Option(
+            "redis-check-interval",
+            _seconds,
+            2.0,
+            "seconds between version checks that catch lost messages",
+            metavar="S",
+        ),
+        Option(
+            "usage-interval",
+            _seconds,
+            30.0,
+            "seconds between reports of evaluation counts to Redis, for `flagedge stale`",
+            metavar="S",
+        ),
+    ),
+)
+
+SERVE = Group(
+    "Serving",
+    "serve",
+    (
+        Option(
+            "flags",
+            _text,
+            None,
+            "flag definitions (JSON or YAML), reloaded on change",
+            metavar="FILE",
+            default_text="the bundled example flags",
+        ),
+        Option("host", _text, "0.0.0.0", "address to listen on (as flagd: every interface)"),
+        Option(
+            "port",
+            _port,
+            8013,
+            "gRPC port (flagedge.v1, flagd evaluation v1/v2); 0: any",
+            metavar="PORT",
+        ),
+        Option(
+            "management-port",
+            _port,
+            8014,
+            "HTTP port for /healthz, /readyz and /metrics (Prometheus); 0: any",
+            metavar="PORT",
+        ),
+        Option(
+            "workers",
+            _count,
+            None,
+            "server processes sharing the ports",
+            metavar="N",
+            default_text="one per CPU",
+        ),
+        Option(
+            "poll-interval",
+            _seconds,
+            0.5,
+            "seconds between checks of the flags file for changes",
+            metavar="S",
+        ),
+        Option("grace", _seconds, 10.0, "seconds to drain in-flight calls on SIGTERM", metavar="S"),
+        Option(
+            "stream-deadline",
+            _seconds,
+            0.0,
+            "seconds after which a flagd EventStream ends with DEADLINE_EXCEEDED, as "
+            "flagd's option; 0: never",
+            metavar="S",
+        ),
+        Option(
+            "restart-backoff",
+            _seconds,
+            0.5,
+            "seconds before a dead worker is replaced, doubling per death up to 10 s",
+            metavar="S",
+        ),
+        Option(
+            "event-loop",
+            str.lower,
+            "auto",
+            "auto (uvloop when installed), uvloop or asyncio",
+            choices=("auto", "uvloop", "asyncio"),
+        ),
+    ),
+)
+
+DEFINITIONS = Group(
+    "Definitions",
+    "validate, eval",
+    (
+        Option(
+            "fractional",
+            str.lower,
+            "v3",
+            "fractional bucketing scheme when a file does not set metadata.fractional",
+            choices=("v2", "v3"),
+        ),
+    ),
+)
+
+WRITES = Group(
+    "Writes to the control plane",
+    "push, kill, restore, rollout",
+    (
+        Option(
+            "actor",
+            _text,
+            None,
+            "who the audit stream records",
+            default_text="$USER@host",
+        ),
+    ),
+)
+
+ALL_GROUPS: tuple[Group, ...] = (SERVE, EDGE, REDIS, LOGGING, DEFINITIONS, WRITES)
+
+
+def all_options() -> Iterable[Option]:
+    yield CONFIG
+    for group in ALL_GROUPS:
+        yield from group.options
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def add_options(parser: argparse.ArgumentParser, groups: Sequence[Group]) -> None:
+    """Add ``--config`` and each group's options to ``parser``. Nothing gets an argparse
+    default: an option not given stays None, so that ``resolve`` can tell."""
+    parser.add_argument(
+        "--config",
+        dest="config",
+        default=None,
+        metavar="FILE",
+        help=f"{CONFIG.help} [{CONFIG.env}]",
+    )
+    for group in groups:
+        section = parser.add_argument_group(group.title)
+        for option in group.options:
+            if not option.cli:
+                continue
+            where = f"[{option.env}; default {option.describe_default()}]"
+            if option.switch:
+                section.add_argument(
+                    f"--{option.name}",
+                    dest=option.dest,
+                    action="store_true",
+                    default=None,
+                    help=f"{option.help} {where}",
+                )
+            else:
+                section.add_argument(
+                    f"--{option.name}",
+                    dest=option.dest,
+                    type=option.parse,
+                    default=None,
+                    choices=option.choices,
+                    metavar=option.metavar,
+                    help=f"{option.help} {where}",
+                )
+
+
+# -- resolution ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved values by option ``dest``, and where each came from (cli, env, file,
+    default): ``settings["port"]``, ``settings.origin["port"]``."""
+
+    values: Mapping[str, Any]
+    origin: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+
+def _file_key(key: str) -> str:
+    return key.strip().replace("_", "-")
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A config file's settings, keyed by option name; ConfigError lists every problem."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            loaded: Any = tomllib.loads(data.decode("utf-8"))
+        else:  # YAML, and JSON, which YAML reads
+            import yaml
+
+            loaded = yaml.safe_load(data)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError, without importing yaml for TOML users
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: settings are a mapping of option names")
+    known = {o.name for o in all_options()}
+    values: dict[str, Any] = {}
+    problems = []
+    for key, value in loaded.items():
+        name = _file_key(str(key))
+        if name not in known or name == "config":
+            problems.append(Problem(str(key), "not a flagedge setting"))
+        else:
+            values[name] = value
+    if problems:
+        raise ConfigError(f"config file {path} has unknown settings", problems=problems)
+    return values
+
+
+def resolve(
+    args: argparse.Namespace,
+    groups: Sequence[Group],
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Each option of ``groups``: the command line, else the environment, else the config
+    file, else the default. ConfigError for a value that does not parse."""
+    env = os.environ if environ is None else environ
+    config_path = getattr(args, "config", None) or env.get(CONFIG.env) or None
+    from_file = load_config_file(Path(config_path)) if config_path else {}
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for group in groups:
+        for option in group.options:
+            given = getattr(args, option.dest, None) if option.cli else None
+            if given is not None:
+                values[option.dest], origin[option.dest] = given, "cli"
+            elif env.get(option.env, "") != "":
+                values[option.dest] = option.convert(env[option.env], option.env)
+                origin[option.dest] = "env"
+            elif option.name in from_file:
+                where = f"{config_path}: {option.name}"
+                values[option.dest] = option.convert(from_file[option.name], where)
+                origin[option.dest] = "file"
+            else:
+                values[option.dest], origin[option.dest] = option.default, "default"
+    return Settings(MappingProxyType(values), MappingProxyType(origin))
+
+
+# -- documentation ------------------------------------------------------------------------
+
+
+def options_table() -> str:
+    """The README's table of every setting (Markdown)."""
+    rows = [
+        "| option | variable | default | what |",
+        "|---|---|---|---|",
+        f"| `--config` | `{CONFIG.env}` | none | {CONFIG.help} |",
+    ]
+    for group in ALL_GROUPS:
+        rows.append(f"| **{group.title}** | | | *{group.used_by}* |")
+        for o in group.options:
+            flag = f"`--{o.name}`" if o.cli else "(no flag)"
+            default = o.describe_default()
+            rows.append(f"| {flag} | `{o.env}` | {default} | {o.help} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m flagedge.config prints the table
+    print(options_table(), end="")

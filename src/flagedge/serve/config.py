@@ -1,0 +1,134 @@
+"""ServeConfig: everything one ``flagedge serve`` needs, in one frozen value.
+
+Built once from resolved settings (flagedge.config), checked there, and handed unchanged to
+every worker process (as JSON in an environment variable, so that secrets such as a Redis
+password never appear in a worker's command line). A new listener or source adds its fields
+here and its options to a group in flagedge.config; nothing else needs plumbing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import config
+from ..errors import ConfigError
+from ..store.redis import Target, parse_target
+
+# The supervisor hands a worker its configuration here (never on its command line).
+WORKER_CONFIG_ENV = "FLAGEDGE_WORKER_CONFIG"
+
+
+def default_state_dir() -> Path:
+    """$XDG_STATE_HOME/flagedge, or ~/.local/state/flagedge."""
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "flagedge"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSource:
+    """Where a Redis-fed edge reads its state, and how it keeps in step."""
+
+    url: str
+    env: str
+    sentinel: str | None
+    sentinel_master: str | None
+    sentinel_password: str | None = dataclasses.field(default=None, repr=False)
+    lkg_file: str = ""
+    check_interval: float = 2.0
+    usage_interval: float = 30.0
+
+    def target(self) -> Target:
+        try:
+            return parse_target(
+                self.url,
+                self.sentinel,
+                self.sentinel_master,
+                sentinel_password=self.sentinel_password,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"bad Redis address: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    flags: str | None
+    host: str = "0.0.0.0"
+    port: int = 8013
+    management_port: int = 8014
+    workers: int = 1
+    poll_interval: float = 0.5
+    grace: float = 10.0
+    stream_deadline: float = 0.0
+    restart_backoff: float = 0.5
+    event_loop: str = "auto"
+    log_level: str = "info"
+    log_format: str = "json"
+    redis: RedisSource | None = None
+    # Set by the supervisor for its workers: bind with SO_REUSEPORT, publish metrics to
+    # metrics_dir under worker_index, never supervise.
+    worker: bool = False
+    worker_index: str = "0"
+    metrics_dir: str | None = None
+
+    @classmethod
+    def from_settings(cls, s: config.Settings) -> ServeConfig:
+        redis = None
+        if s["redis"] or s["sentinel"]:
+            env = s["env"]
+            if not env:
+                raise ConfigError("serve --redis needs --env NAME (or FLAGEDGE_ENV)")
+            state_dir = Path(s["state_dir"]) if s["state_dir"] else default_state_dir()
+            redis = RedisSource(
+                url=s["redis"] or "",
+                env=env,
+                sentinel=s["sentinel"],
+                sentinel_master=s["sentinel_master"],
+                sentinel_password=s["sentinel_password"],
+                lkg_file=s["lkg_file"] or str(state_dir / f"lkg-{env}.json"),
+                check_interval=s["redis_check_interval"],
+                usage_interval=s["usage_interval"],
+            )
+            redis.target()  # a bad address is a configuration error, found now
+        workers = s["workers"] if s["workers"] is not None else (os.cpu_count() or 1)
+        return cls(
+            flags=s["flags"],
+            host=s["host"],
+            port=s["port"],
+            management_port=s["management_port"],
+            workers=max(1, workers),
+            poll_interval=s["poll_interval"],
+            grace=s["grace"],
+            stream_deadline=s["stream_deadline"],
+            restart_backoff=s["restart_backoff"],
+            event_loop=s["event_loop"],
+            log_level=s["log_level"],
+            log_format=s["log_format"],
+            redis=redis,
+        )
+
+    # -- the hand-off to workers -------------------------------------------------------------
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> ServeConfig:
+        raw: dict[str, Any] = orjson.loads(data)
+        redis = raw.pop("redis", None)
+        return cls(**raw, redis=None if redis is None else RedisSource(**redis))
+
+    def for_worker(self, port: int, management_port: int, metrics_dir: str) -> ServeConfig:
+        return dataclasses.replace(
+            self,
+            port=port,
+            management_port=management_port,
+            workers=1,
+            worker=True,
+            metrics_dir=metrics_dir,
+        )

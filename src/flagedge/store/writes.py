@@ -1,0 +1,348 @@
+"""Writes to the control plane, one implementation for every client (the CLI, the admin
+service): read the state, plan one change, validate the *resulting* state with the real
+engine, write it (one Lua script, refused if the version moved), and again from the top.
+
+    read (one MULTI) ─► plan_* (pure) ─► validate (Snapshot.build) ─► write ─► retry
+
+Writes are versioned above every live edge's version as well as Redis's (``floor``), so that
+after Redis restarts empty or loses its last writes, the next write still moves every edge
+forward instead of being ignored as old. A change that cannot be made raises Refusal with
+the exit code and every problem by path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import orjson
+
+from ..errors import DefinitionError, ExitCode, Problem, Refusal
+from ..model import Override, OverrideKind
+from ..snapshot import Snapshot
+from .plane import (
+    ChangeKind,
+    Heartbeat,
+    RawState,
+    Write,
+    WriteResult,
+    build_snapshot,
+    encode_override,
+)
+
+MAX_ATTEMPTS = 20
+
+
+class Admin(Protocol):
+    """What a writer needs from the store (store/redis.py's RedisAdmin)."""
+
+    def read(self) -> RawState: ...
+
+    def write(self, w: Write) -> WriteResult: ...
+
+    def edges(self) -> list[Heartbeat]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a command wants to write, and the state that would result (to validate)."""
+
+    write: Write
+    result: RawState
+    summary: str
+
+
+def _digest(definitions: bytes | None) -> str:
+    if definitions is None:
+        return ""
+    try:
+        count = len(orjson.loads(definitions).get("flags") or {})
+    except (orjson.JSONDecodeError, AttributeError):
+        count = -1
+    flags = f", {count} flags" if count >= 0 else ", unreadable"
+    return f"sha256:{hashlib.sha256(definitions).hexdigest()[:12]}{flags}"
+
+
+def document_of(raw: RawState) -> dict[str, Any]:
+    if raw.definitions is None:
+        raise Refusal("Redis holds no definitions for this environment: `flagedge push FILE` first")
+    try:
+        doc = orjson.loads(raw.definitions)
+    except orjson.JSONDecodeError as exc:
+        raise Refusal(
+            "the definitions in Redis are corrupt; push a good file",
+            problems=(Problem("definitions", f"invalid JSON: {exc}"),),
+        ) from None
+    if not isinstance(doc, dict):
+        raise Refusal("the definitions in Redis are not a JSON object; push a good file")
+    return doc
+
+
+def flag_definition(doc: Mapping[str, Any], flag: str) -> Mapping[str, Any]:
+    flags = doc.get("flags")
+    definition = flags.get(flag) if isinstance(flags, dict) else None
+    if not isinstance(definition, dict):
+        known = ", ".join(sorted(flags)) if isinstance(flags, dict) else "none"
+        problem = Problem(f"flags.{flag}", f"not defined (defined: {known})")
+        raise Refusal(f"no flag named {flag!r}", problems=(problem,))
+    return definition
+
+
+def _with_override(raw: RawState, flag: str, ov: Override | None) -> RawState:
+    overrides = dict(raw.overrides)
+    if ov is None:
+        overrides.pop(flag, None)
+    else:
+        overrides[flag] = encode_override(ov)
+    return RawState(raw.version + 1, raw.definitions, MappingProxyType(overrides))
+
+
+def plan_push(raw: RawState, definitions: bytes, actor: str, floor: int) -> Plan:
+    result = RawState(raw.version + 1, definitions, raw.overrides)
+    write = Write(
+        expected=raw.version,
+        kind=ChangeKind.DEFINITIONS,
+        actor=actor,
+        action="push",
+        before=_digest(raw.definitions),
+        after=_digest(definitions),
+        definitions=definitions,
+        floor=floor,
+    )
+    return Plan(write, result, "pushed definitions")
+
+
+def plan_override(
+    raw: RawState, flag: str, ov: Override | None, action: str, actor: str, floor: int
+) -> Plan:
+    flag_definition(document_of(raw), flag)
+    before = raw.overrides.get(flag, b"").decode("utf-8", "replace")
+    after = "" if ov is None else encode_override(ov).decode()
+    write = Write(
+        expected=raw.version,
+        kind=ChangeKind.OVERRIDE,
+        actor=actor,
+        action=action,
+        flag=flag,
+        before=before,
+        after=after,
+        override=ov,
+        floor=floor,
+    )
+    return Plan(write, _with_override(raw, flag, ov), f"{action} {flag}")
+
+
+def _two_bucket_fractional(targeting: Any) -> tuple[list[Any], int] | None:
+    """(the fractional's argument list, index of the first bucket) when ``targeting`` is a
+    plain top-level ``fractional`` over two literal ``[variant, weight]`` buckets."""
+    if not isinstance(targeting, dict) or list(targeting) != ["fractional"]:
+        return None
+    args = targeting["fractional"]
+    if not isinstance(args, list) or not args:
+        return None
+    first = 0 if isinstance(args[0], list) else 1
+    buckets = args[first:]
+    if len(buckets) != 2:
+        return None
+    for b in buckets:
+        if not (
+            isinstance(b, list)
+            and len(b) == 2
+            and isinstance(b[0], str)
+            and isinstance(b[1], int | float)
+            and not isinstance(b[1], bool)
+        ):
+            return None
+    return args, first
+
+
+def rollout_variant(definition: Mapping[str, Any], variant: str | None) -> str:
+    """The variant a rollout rolls out: the one named, else the flag's ``true`` variant,
+    else the one variant that is not the default."""
+    variants = definition.get("variants")
+    names = [str(n) for n in variants] if isinstance(variants, dict) else []
+    if variant is not None:
+        if variant not in names:
+            raise Refusal(
+                f"{variant!r} is not a variant of this flag ({', '.join(names)})",
+                problems=(Problem("variant", f"one of {', '.join(names)}"),),
+            )
+        return variant
+    assert isinstance(variants, dict)
+    truthy = [n for n in names if variants[n] is True]
+    if len(truthy) == 1:
+        return truthy[0]
+    others = [n for n in names if n != definition.get("defaultVariant")]
+    if len(others) == 1:
+        return others[0]
+    raise Refusal("this flag has several candidate variants: name one with --variant")
+
+
+def _weights(percent: float) -> tuple[int, int]:
+    """Integer weights for ``percent`` and the rest (flagd weights are integers). A finer
+    scale keeps the same users in: a bucket number scales with the total."""
+    if float(percent).is_integer():
+        return int(percent), 100 - int(percent)
+    basis = round(percent * 100)
+    return basis, 10_000 - basis
+
+
+def plan_rollout(
+    raw: RawState, flag: str, percent: float, variant: str | None, actor: str, floor: int
+) -> Plan:
+    doc = document_of(raw)
+    definition = flag_definition(doc, flag)
+    chosen = rollout_variant(definition, variant)
+    split = _two_bucket_fractional(definition.get("targeting"))
+    rollout_override = raw.overrides.get(flag)
+    has_rollout = rollout_override is not None and b'"rollout"' in rollout_override
+    if split is None or has_rollout or chosen not in {b[0] for b in split[0][split[1] :]}:
+        ov = Override(OverrideKind.ROLLOUT, chosen, percent)
+        return plan_override(raw, flag, ov, "rollout", actor, floor)
+    # Rewrite the split's weights in a copy of the document (the read one stays untouched).
+    new_doc = orjson.loads(raw.definitions or b"{}")
+    args = new_doc["flags"][flag]["targeting"]["fractional"]
+    mine, rest = _weights(percent)
+    before = orjson.dumps(args[split[1] :]).decode()
+    for bucket in args[split[1] :]:
+        bucket[1] = mine if bucket[0] == chosen else rest
+    definitions = orjson.dumps(new_doc)
+    write = Write(
+        expected=raw.version,
+        kind=ChangeKind.DEFINITIONS,
+        actor=actor,
+        action="rollout",
+        flag=flag,
+        before=before,
+        after=orjson.dumps(args[split[1] :]).decode(),
+        definitions=definitions,
+        floor=floor,
+    )
+    result = RawState(raw.version + 1, definitions, raw.overrides)
+    return Plan(write, result, f"rollout {flag}: {chosen} {percent:g}% (fractional weights)")
+
+
+def validate(plan: Plan) -> Snapshot:
+    """The resulting state through the real engine; Refusal with every problem if invalid."""
+    try:
+        snap = build_snapshot(plan.result)
+    except DefinitionError as exc:
+        raise Refusal("the change would leave an invalid state", problems=exc.problems) from None
+    if snap.problems:
+        raise Refusal("the definitions have problems", problems=snap.problems)
+    if plan.write.flag and plan.write.flag not in snap.flags:
+        raise Refusal(f"no flag named {plan.write.flag!r}")
+    return snap
+
+
+# -- running against a store ------------------------------------------------------------------
+
+
+def floor(admin: Admin) -> int:
+    """The highest version a live edge reports: writes go above it."""
+    return max((e.version for e in admin.edges()), default=0)
+
+
+def apply(
+    admin: Admin, make: Callable[[RawState, int], Plan | None]
+) -> tuple[Plan, WriteResult] | None:
+    """Read, plan, validate, write; again while the version moves under us. None: no-op."""
+    for _ in range(MAX_ATTEMPTS):
+        raw = admin.read()
+        plan = make(raw, floor(admin))
+        if plan is None:
+            return None
+        validate(plan)
+        result = admin.write(plan.write)
+        if result.ok:
+            return plan, result
+    raise Refusal(f"gave up after {MAX_ATTEMPTS} tries: the version kept moving", ExitCode.FAILED)
+
+
+def wait_edges(admin: Admin, version: int, timeout: float) -> tuple[bool, list[Heartbeat]]:
+    """Poll heartbeats until every live edge reports ``version`` or later (or time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        edges = admin.edges()
+        if all(e.version >= version for e in edges) or time.monotonic() >= deadline:
+            return all(e.version >= version for e in edges), edges
+        time.sleep(0.02)
+
+
+# -- the operations ---------------------------------------------------------------------------
+
+
+def push(
+    admin: Admin, document: Any, actor: str, *, force: bool = False, source: str = "the definitions"
+) -> tuple[Plan, WriteResult] | None:
+    """Publish a definitions document (validated first); None when Redis already has it."""
+    if not isinstance(document, dict):
+        raise Refusal(f"{source}: the definitions are a JSON object")
+    try:
+        snap = Snapshot.build(document)
+    except DefinitionError as exc:
+        raise Refusal(f"{source} is invalid; nothing written", problems=exc.problems) from None
+    if snap.problems:
+        raise Refusal(f"{source} has problems; nothing written", problems=snap.problems)
+    definitions = orjson.dumps(document)
+
+    def make(raw: RawState, floor: int) -> Plan | None:
+        if raw.definitions == definitions and floor <= raw.version and not force:
+            return None
+        return plan_push(raw, definitions, actor, floor)
+
+    return apply(admin, make)
+
+
+def kill(
+    admin: Admin, flag: str, variant: str | None, actor: str
+) -> tuple[Plan, WriteResult] | None:
+    """Kill switch: the flag answers ``variant`` (or, with None, the caller's default)."""
+    ov = Override(OverrideKind.KILL, variant)
+    return apply(admin, lambda raw, floor: plan_override(raw, flag, ov, "kill", actor, floor))
+
+
+def restore(admin: Admin, flag: str, actor: str) -> tuple[Plan, WriteResult] | None:
+    """Remove a flag's kill switch or forced rollout; None when it has none."""
+
+    def make(raw: RawState, floor: int) -> Plan | None:
+        if flag not in raw.overrides:
+            return None
+        return plan_override(raw, flag, None, "restore", actor, floor)
+
+    return apply(admin, make)
+
+
+def rollout(
+    admin: Admin, flag: str, percent: float, variant: str | None, actor: str
+) -> tuple[Plan, WriteResult] | None:
+    """Serve ``variant`` to ``percent`` of targeting keys."""
+    if not 0 <= percent <= 100:
+        raise Refusal(
+            f"{percent:g} is not a percentage",
+            problems=(Problem("percent", "a number from 0 to 100"),),
+        )
+    return apply(admin, lambda raw, floor: plan_rollout(raw, flag, percent, variant, actor, floor))
+
+
+def edge_rows(version: int, edges: Sequence[Heartbeat]) -> list[dict[str, Any]]:
+    """Each live edge against Redis's version: behind, converged, ahead (Redis lost state)."""
+    return [
+        {
+            "id": e.id,
+            "host": e.host,
+            "pid": e.pid,
+            "version": e.version,
+            "behind": max(0, version - e.version),
+            "converged": e.version == version,
+            "ahead_of_redis": e.version > version,
+            "stale": e.stale,
+            "error": e.error,
+            "applied_at": e.applied_at,
+        }
+        for e in edges
+    ]
