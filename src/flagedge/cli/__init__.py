@@ -5,6 +5,7 @@
     flagedge push | kill | restore | rollout | get | status | audit
                                         the Redis control plane            (cli/control.py)
     flagedge stale                      removal candidates                 (cli/stale.py)
+    flagedge token new                  a client token for the auth file   (cli/token.py)
     flagedge bench load                 the load generator                 (bench/cli.py)
 
 Settings (ports, Redis, logging...) resolve through flagedge.config: the command line, then
@@ -28,7 +29,7 @@ from . import common
 
 def build_parser() -> argparse.ArgumentParser:
     from ..bench import cli as bench
-    from . import control, core, serve, stale
+    from . import control, core, serve, stale, token
 
     parser = argparse.ArgumentParser(
         prog="flagedge",
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_command(sub)
     control.add_commands(sub)
     stale.add_command(sub)
+    token.add_command(sub)
     bench.add_command(sub)
     return parser
 
