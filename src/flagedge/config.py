@@ -295,6 +295,58 @@ SERVE = Group(
     ),
 )
 
+SECURITY = Group(
+    "Security",
+    "serve",
+    (
+        Option(
+            "server-cert-path",
+            _text,
+            None,
+            "TLS certificate chain (PEM) for the gRPC and HTTP listeners; with it, plaintext "
+            "connections are refused; re-read when the file changes",
+            metavar="FILE",
+        ),
+        Option(
+            "server-key-path",
+            _text,
+            None,
+            "the TLS private key (PEM) for --server-cert-path",
+            metavar="FILE",
+        ),
+        Option(
+            "client-ca-path",
+            _text,
+            None,
+            "mutual TLS: require a client certificate signed by this CA (PEM)",
+            metavar="FILE",
+        ),
+        Option(
+            "auth-file",
+            _text,
+            None,
+            "client tokens (JSON or YAML: name, sha256, scopes, flags); with it every "
+            "evaluation or sync call needs `authorization: Bearer TOKEN`; reloaded on change",
+            metavar="FILE",
+        ),
+        Option(
+            "socket-path",
+            _text,
+            None,
+            "also serve gRPC on this Unix socket, for sidecars (access is the file's mode)",
+            metavar="PATH",
+        ),
+        Option(
+            "management-host",
+            _text,
+            None,
+            "address of the management port (plaintext, for probes), e.g. 127.0.0.1",
+            metavar="HOST",
+            default_text="--host",
+        ),
+    ),
+)
+
 DEFINITIONS = Group(
     "Definitions",
     "validate, eval",
@@ -323,7 +375,7 @@ WRITES = Group(
     ),
 )
 
-ALL_GROUPS: tuple[Group, ...] = (SERVE, EDGE, REDIS, LOGGING, DEFINITIONS, WRITES)
+ALL_GROUPS: tuple[Group, ...] = (SERVE, SECURITY, EDGE, REDIS, LOGGING, DEFINITIONS, WRITES)
 
 
 def all_options() -> Iterable[Option]:

@@ -11,7 +11,9 @@ the command line.
     ├── CallError              a call answered with a status instead of a result
     │   ├── FlagdError         flagd's error statuses, by OpenFeature error code
     │   ├── DeadlineExpired    the caller's deadline passed before the work started
-    │   └── NotReady           no snapshot installed yet: UNAVAILABLE, which clients retry
+    │   ├── NotReady           no snapshot installed yet: UNAVAILABLE, which clients retry
+    │   ├── Unauthenticated    no token, a malformed one, or an unknown one (no detail given)
+    │   └── PermissionDenied   a known caller without the scope or role the call needs
     └── Refusal                a command that will not go on: a message, its problems and
         └── ConfigError        the exit code; a bad option, variable or config file (exit 2)
 
@@ -97,6 +99,14 @@ class DeadlineExpired(CallError):
 
 class NotReady(CallError):
     """No snapshot has been installed yet."""
+
+
+class Unauthenticated(CallError):
+    """The call carries no token, a malformed one or an unknown one. Says nothing more."""
+
+
+class PermissionDenied(CallError):
+    """The caller is known but lacks the scope or role the call needs."""
 
 
 class Refusal(FlagedgeError):

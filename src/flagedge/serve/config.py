@@ -56,6 +56,46 @@ class RedisSource:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """TLS and client tokens for every listener (serve/security.py applies them)."""
+
+    server_cert_path: str | None = None
+    server_key_path: str | None = None
+    client_ca_path: str | None = None
+    auth_file: str | None = None
+    socket_path: str | None = None
+    management_host: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.server_cert_path is not None
+
+    @classmethod
+    def from_settings(cls, s: config.Settings) -> SecurityConfig:
+        cert, key, ca = s["server_cert_path"], s["server_key_path"], s["client_ca_path"]
+        if (cert is None) != (key is None):
+            raise ConfigError("--server-cert-path and --server-key-path go together")
+        if ca is not None and cert is None:
+            raise ConfigError("--client-ca-path (mutual TLS) needs --server-cert-path")
+        for name, path in (
+            ("server-cert-path", cert),
+            ("server-key-path", key),
+            ("client-ca-path", ca),
+            ("auth-file", s["auth_file"]),
+        ):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"--{name}: {path} is not a readable file")
+        return cls(
+            server_cert_path=cert,
+            server_key_path=key,
+            client_ca_path=ca,
+            auth_file=s["auth_file"],
+            socket_path=s["socket_path"],
+            management_host=s["management_host"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ServeConfig:
     flags: str | None
     host: str = "0.0.0.0"
@@ -70,6 +110,7 @@ class ServeConfig:
     log_level: str = "info"
     log_format: str = "json"
     redis: RedisSource | None = None
+    security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
     # Set by the supervisor for its workers: bind with SO_REUSEPORT, publish metrics to
     # metrics_dir under worker_index, never supervise.
     worker: bool = False
@@ -110,6 +151,7 @@ class ServeConfig:
             log_level=s["log_level"],
             log_format=s["log_format"],
             redis=redis,
+            security=SecurityConfig.from_settings(s),
         )
 
     # -- the hand-off to workers -------------------------------------------------------------
@@ -121,7 +163,8 @@ class ServeConfig:
     def from_json(cls, data: str | bytes) -> ServeConfig:
         raw: dict[str, Any] = orjson.loads(data)
         redis = raw.pop("redis", None)
-        return cls(**raw, redis=None if redis is None else RedisSource(**redis))
+        security = SecurityConfig(**raw.pop("security", {}))
+        return cls(**raw, redis=None if redis is None else RedisSource(**redis), security=security)
 
     def for_worker(self, port: int, management_port: int, metrics_dir: str) -> ServeConfig:
         return dataclasses.replace(

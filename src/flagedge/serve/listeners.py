@@ -8,7 +8,8 @@
                          answer while definitions load and while calls drain
 
 Every listener reads the same ServeContext: one SnapshotHolder, one ServerMetrics, the
-Source and a readiness check. A new front door (OFREP, flagd sync, admin) is one more class
+Source, the Security (TLS material and token checks: serve/security.py) and a readiness
+check. A new front door (OFREP, flagd sync, admin) is one more class
 here with a factory in ``LISTENERS``; the others do not change.
 """
 
@@ -23,6 +24,7 @@ from ..server.management import ManagementServer, start_management
 from ..server.rpc import RunningServer, start_server
 from ..snapshot import SnapshotHolder
 from .config import ServeConfig
+from .security import Security
 from .sources import Source
 
 
@@ -32,6 +34,7 @@ class ServeContext:
     holder: SnapshotHolder
     metrics: ServerMetrics
     source: Source
+    security: Security
     server_id: str
     ready: Callable[[], bool]  # every listener started and a snapshot serving
     details: Callable[[], Mapping[str, object]]  # what /readyz adds

@@ -14,15 +14,18 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..errors import DefinitionError
 from ..logs import event
 from ..metrics import ServerMetrics
 from ..snapshot import SnapshotHolder
 from .config import ServeConfig
 from .listeners import Listener, ServeContext, make_listeners
+from .security import Security
 from .sources import Source, SourceFailed, make_source
 
 log = logging.getLogger("flagedge.serve")
@@ -113,9 +116,17 @@ async def serve(config: ServeConfig) -> int:
     holder = SnapshotHolder()
     metrics.bind(holder)
     server_id = default_server_id()
+    try:
+        security = Security(config.security)
+    except (DefinitionError, OSError, ssl.SSLError) as exc:
+        event(log, logging.ERROR, "reject", "cannot start: %s", exc, problems=[str(exc)])
+        return 2
     source = make_source(config, metrics, server_id)
     readiness = _Readiness(source)
-    context = ServeContext(config, holder, metrics, source, server_id, readiness, readiness.details)
+    context = ServeContext(
+        config, holder, metrics, source, security, server_id, readiness, readiness.details
+    )
+    watcher = loop.create_task(security.run(), name="flagedge-security")
     listeners = make_listeners(config)
     early = [lst for lst in listeners if lst.early]
     rest = [lst for lst in listeners if not lst.early]
@@ -153,5 +164,6 @@ async def serve(config: ServeConfig) -> int:
     finally:
         for listener in reversed([lst for lst in started if lst.early]):
             await listener.stop(0)
+        watcher.cancel()
         await metrics.stop()
         metrics.close()

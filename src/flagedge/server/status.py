@@ -7,6 +7,8 @@ exception into a status:
     FlagdError(ErrorCode)          the flagd table below (docs/flagd-compat.md section 1.6)
     DeadlineExpired                DEADLINE_EXCEEDED
     NotReady                       UNAVAILABLE (no snapshot loaded yet)
+    Unauthenticated                UNAUTHENTICATED, with no detail
+    PermissionDenied               PERMISSION_DENIED
     anything else                  INTERNAL, logged with its traceback
 
 The flagd message texts are flagd's ``model.ReadableErrorMessage`` strings, matched exactly
@@ -28,7 +30,14 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from flagedge.errors import DeadlineExpired, FlagdError, NotReady, RequestError
+from flagedge.errors import (
+    DeadlineExpired,
+    FlagdError,
+    NotReady,
+    PermissionDenied,
+    RequestError,
+    Unauthenticated,
+)
 from flagedge.model import ErrorCode
 from flagedge.snapshot import Snapshot, SnapshotHolder
 
@@ -72,6 +81,10 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before evaluation"
     if isinstance(exc, NotReady):
         return grpc.StatusCode.UNAVAILABLE, "no flag definitions loaded yet"
+    if isinstance(exc, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED, ""  # no detail: nothing to learn from it
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED, "this token lacks the scope this call needs"
     return grpc.StatusCode.INTERNAL, "internal error"
 
 
