@@ -294,14 +294,18 @@ class Session:
 
     # -- checks of what the README says -----------------------------------------------------
 
-    def grpcurl(self, argv: list[str]) -> None:
+    def try_it(self) -> list[str]:
+        """The ``try it`` lines the server logged so far (worker 0 logs one)."""
         assert self.server_log is not None, "grpcurl needs a running server"
-        logged = [
+        return [
             json.loads(line)["msg"]
             for line in self.server_log.read_text().splitlines()
             if line.startswith("{") and json.loads(line).get("event") == "try"
         ]
-        assert logged, "flagedge serve logs a try-it line"
+
+    def grpcurl(self, argv: list[str]) -> None:
+        # Another worker may have answered /readyz before worker 0 logged its line.
+        logged = wait_until("flagedge serve to log its try-it line", self.try_it, 30)
         try_it = logged[0].removeprefix("try it: ").split(" (README")[0]
         assert shlex.split(try_it) == argv, "the README's grpcurl call is serve's try-it line"
         request = argv[argv.index("-d") + 1]
