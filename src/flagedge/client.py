@@ -8,6 +8,10 @@
     async with AsyncClient("127.0.0.1:8013") as client:
         r = await client.evaluate("new-checkout", {...})
 
+    # a secured edge (TLS, and a token when the edge has an auth file)
+    creds = channel_credentials(ca=open("ca.pem", "rb").read(), token=os.environ["TOKEN"])
+    with Client("edge.internal:8013", credentials=creds) as client: ...
+
 Results use the core's vocabulary (``flagedge.model.Resolution``, ``Reason``, ``ErrorCode``):
 evaluation problems come back as data, and only a refused call raises (``grpc.RpcError``).
 
@@ -42,7 +46,7 @@ from flagedge.wire import (
     value_to_python,
 )
 
-__all__ = ["AsyncClient", "Batch", "Cell", "Change", "Client"]
+__all__ = ["AsyncClient", "Batch", "Cell", "Change", "Client", "channel_credentials"]
 
 _SERVICE = "/flagedge.v1.Evaluation/"
 Context = Mapping[str, Any]
@@ -175,8 +179,31 @@ class _Calls:
         self.watch = method("unary_stream", "Watch", pb.WatchRequest, pb.WatchEvent)
 
 
+def channel_credentials(
+    *,
+    ca: bytes | None = None,
+    token: str | None = None,
+    cert: bytes | None = None,
+    key: bytes | None = None,
+    local: grpc.LocalConnectionType | None = None,
+) -> grpc.ChannelCredentials:
+    """Credentials for a secured edge: TLS trusting ``ca`` (PEM; None: the system's roots),
+    with ``cert``/``key`` (PEM) for mutual TLS, and ``token`` sent on every call as
+    ``authorization: Bearer TOKEN``. ``local`` (UDS for a Unix socket, LOCAL_TCP for
+    loopback): no TLS, for a token over a plaintext local port (grpc sends call credentials
+    only over a secure or a local channel)."""
+    if local is not None:
+        transport = grpc.local_channel_credentials(local)
+    else:
+        transport = grpc.ssl_channel_credentials(ca, key, cert)
+    if token is None:
+        return transport
+    return grpc.composite_channel_credentials(transport, grpc.access_token_call_credentials(token))
+
+
 class Client:
-    """Blocking client. ``timeout`` (seconds) is every unary call's deadline."""
+    """Blocking client. ``timeout`` (seconds) is every unary call's deadline;
+    ``credentials`` (channel_credentials) for an edge with TLS or tokens."""
 
     def __init__(
         self,
@@ -185,9 +212,13 @@ class Client:
         channels: int = 1,
         timeout: float | None = 5.0,
         options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._channels = [
-            grpc.insecure_channel(target, options=_options(options)) for _ in range(channels)
+            grpc.insecure_channel(target, options=_options(options))
+            if credentials is None
+            else grpc.secure_channel(target, credentials, options=_options(options))
+            for _ in range(channels)
         ]
         self._calls = [_Calls(c) for c in self._channels]
         self._turn = itertools.count()
@@ -255,9 +286,13 @@ class AsyncClient:
         channels: int = 1,
         timeout: float | None = 5.0,
         options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._channels = [
-            grpc.aio.insecure_channel(target, options=_options(options)) for _ in range(channels)
+            grpc.aio.insecure_channel(target, options=_options(options))
+            if credentials is None
+            else grpc.aio.secure_channel(target, credentials, options=_options(options))
+            for _ in range(channels)
         ]
         self._calls = [_Calls(c) for c in self._channels]
         self._turn = itertools.count()

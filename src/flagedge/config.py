@@ -69,6 +69,21 @@ def _text(text: str) -> str:
     return text
 
 
+def _limit(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text!r} is not a limit (0 for none, or more)")
+    return value
+
+
+def _socket_mode(text: str) -> str:
+    """0660 or 0600: a Unix socket is plaintext, so only its owner and group may connect."""
+    mode = text.strip()
+    if mode not in ("0660", "660", "0600", "600"):
+        raise ValueError(f"{text!r} is not a socket mode: 0660 (owner and group) or 0600 (owner)")
+    return mode.rjust(4, "0")
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One setting. ``name`` gives the flag (--name), the variable (FLAGEDGE_NAME, unless
@@ -333,8 +348,24 @@ SECURITY = Group(
             "socket-path",
             _text,
             None,
-            "also serve gRPC on this Unix socket, for sidecars (access is the file's mode)",
+            "also serve gRPC on this Unix socket, for sidecars: plaintext, access is the "
+            "file's mode (tokens still apply); with --workers, worker 0 serves it",
             metavar="PATH",
+        ),
+        Option(
+            "socket-mode",
+            _socket_mode,
+            "0660",
+            "file mode of --socket-path: 0660 (its owner and group may connect) or 0600",
+            metavar="MODE",
+        ),
+        Option(
+            "max-streams-per-token",
+            _limit,
+            100,
+            "with --auth-file, open streaming calls (Watch, EvaluateStream, EventStream) one "
+            "token name may hold per process; more answer RESOURCE_EXHAUSTED; 0: no limit",
+            metavar="N",
         ),
         Option(
             "management-host",

@@ -5,7 +5,8 @@ the command line.
     FlagedgeError
     ├── DefinitionError        a definitions document was refused; .problems lists each by path
     ├── StoreError             a definitions store could not be read or written
-    │   └── StoreUnavailable   the store cannot be reached at all (Redis down, file missing)
+    │   ├── StoreUnavailable   the store cannot be reached at all (Redis down, file missing)
+    │   └── StoreRefused       the store refused a command: its user lacks the permission
     ├── RequestError           a call the server will not evaluate (limits, bad context):
     │                          INVALID_ARGUMENT
     ├── CallError              a call answered with a status instead of a result
@@ -13,7 +14,8 @@ the command line.
     │   ├── DeadlineExpired    the caller's deadline passed before the work started
     │   ├── NotReady           no snapshot installed yet: UNAVAILABLE, which clients retry
     │   ├── Unauthenticated    no token, a malformed one, or an unknown one (no detail given)
-    │   └── PermissionDenied   a known caller without the scope or role the call needs
+    │   ├── PermissionDenied   a known caller without the scope or role the call needs
+    │   └── TooManyStreams     a caller already holds its limit of open streaming calls
     └── Refusal                a command that will not go on: a message, its problems and
         └── ConfigError        the exit code; a bad option, variable or config file (exit 2)
 
@@ -77,6 +79,10 @@ class StoreUnavailable(StoreError):
     pass
 
 
+class StoreRefused(StoreError):
+    """The store answered but refused the command (a Redis ACL user without the right)."""
+
+
 class RequestError(FlagedgeError):
     pass
 
@@ -102,11 +108,25 @@ class NotReady(CallError):
 
 
 class Unauthenticated(CallError):
-    """The call carries no token, a malformed one or an unknown one. Says nothing more."""
+    """The call carries no token, a malformed one or an unknown one. The caller is told
+    nothing more; ``reason`` (missing, malformed, unknown) is for metrics and logs only."""
+
+    def __init__(self, reason: str = "unknown") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class PermissionDenied(CallError):
     """The caller is known but lacks the scope or role the call needs."""
+
+
+class TooManyStreams(CallError):
+    """The caller already holds as many open streaming calls as it may (per token name)."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        super().__init__(f"{name} already holds {limit} open streaming call(s), its limit")
+        self.name = name
+        self.limit = limit
 
 
 class Refusal(FlagedgeError):

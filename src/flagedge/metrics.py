@@ -214,6 +214,11 @@ class ServerMetrics:
         self.evaluations = EvaluationCounter()
         self.latency: dict[str, LatencyHistogram] = {}
         self.streams: dict[str, int] = dict.fromkeys(STREAM_METHODS, 0)
+        # With an auth file (server/caller.py): calls by client name, refusals by reason,
+        # streams refused over a client's limit. Names come from the auth file: bounded.
+        self.client_calls: dict[str, int] = {}
+        self.auth_failures: dict[str, int] = {}
+        self.streams_refused: dict[str, int] = {}
         self.holder: SnapshotHolder | None = None
         self.sync: SyncView | None = None
         self.last_apply = 0.0
@@ -328,6 +333,9 @@ class ServerMetrics:
             "evaluations": [[*label, n] for label, n in self.evaluations.totals.items()],
             "latency": {m: {"counts": h.counts, "sum": h.sum} for m, h in self.latency.items()},
             "streams": self.streams,
+            "client_calls": self.client_calls,
+            "auth_failures": self.auth_failures,
+            "streams_refused": self.streams_refused,
             "gauges": gauges,
         }
 
@@ -489,6 +497,8 @@ class MetricsCollector(Collector):
             streams.add_metric((method,), open_streams[method])
         yield streams
 
+        yield from _summed_counters(states)
+
         for gauge in _GAUGES:
             family = GaugeMetricFamily(gauge.name, gauge.help, labels=("worker",))
             for state in sorted(states, key=lambda s: str(s.get("worker"))):
@@ -503,6 +513,45 @@ class MetricsCollector(Collector):
         )
         workers.add_metric((), len(states))
         yield workers
+
+
+# Counters by one label, summed over workers: (state field, metric, help, label). Only
+# present with an auth file; a family with no samples is left out of the answer.
+_LABELLED_COUNTERS: Final = (
+    (
+        "client_calls",
+        "flagedge_client_calls",
+        "Calls admitted, by the client's name in the auth file (never its token).",
+        "client",
+    ),
+    (
+        "auth_failures",
+        "flagedge_auth_failures",
+        "Calls refused by the token check: missing, malformed, unknown (token), scope, "
+        "streams (the client's limit of open streams).",
+        "reason",
+    ),
+    (
+        "streams_refused",
+        "flagedge_streams_refused",
+        "Streaming calls refused because the client held its limit of open streams.",
+        "client",
+    ),
+)
+
+
+def _summed_counters(states: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
+    states = list(states)
+    for field, name, text, label in _LABELLED_COUNTERS:
+        totals: dict[str, int] = {}
+        for state in states:
+            for key, n in (state.get(field) or {}).items():
+                totals[str(key)] = totals.get(str(key), 0) + int(n)
+        if totals:
+            family = CounterMetricFamily(name, text, labels=(label,))
+            for key in sorted(totals):
+                family.add_metric((key,), totals[key])
+            yield family
 
 
 def _le(bound: float) -> str:

@@ -226,6 +226,34 @@ class Snapshot:
         snap.version = version
         return snap
 
+    def visible(self, prefixes: tuple[str, ...]) -> Snapshot:
+        """This snapshot as a caller limited to flag keys starting with one of ``prefixes``
+        sees it: the other flags are absent, so they answer FLAG_NOT_FOUND and are left out
+        of every all-flags answer. A read-only view, never installed: its ``document`` keeps
+        only the visible flags (no ``$evaluators``: compiled rules have them substituted)."""
+        flags = {k: f for k, f in self.flags.items() if k.startswith(prefixes)}
+        raw = self.document.get("flags")
+        document = {
+            "flags": {k: v for k, v in raw.items() if k.startswith(prefixes)}
+            if isinstance(raw, Mapping)
+            else {}
+        }
+        snap = Snapshot.__new__(Snapshot)
+        snap._base = {k: f for k, f in self._base.items() if k.startswith(prefixes)}
+        snap.flags = flags
+        snap.evaluate = evaluator(flags)
+        snap._ordered = None
+        snap.keys = tuple(flags)
+        snap.metadata = self.metadata
+        snap.document = document
+        snap.overrides = MappingProxyType(
+            {k: ov for k, ov in self.overrides.items() if k.startswith(prefixes)}
+        )
+        snap.problems = ()  # a view reports nothing: the snapshot it came from does
+        snap.scheme = self.scheme
+        snap.version = self.version
+        return snap
+
     def changed_keys(self, other: Snapshot) -> frozenset[str]:
         """Keys whose resolution may differ between ``other`` and this snapshot."""
         mine, theirs = self.flags, other.flags

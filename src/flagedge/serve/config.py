@@ -64,7 +64,9 @@ class SecurityConfig:
     client_ca_path: str | None = None
     auth_file: str | None = None
     socket_path: str | None = None
+    socket_mode: str = "0660"
     management_host: str | None = None
+    max_streams_per_token: int = 100
 
     @property
     def tls(self) -> bool:
@@ -85,13 +87,22 @@ class SecurityConfig:
         ):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"--{name}: {path} is not a readable file")
+        socket_path = s["socket_path"]
+        if socket_path is not None:
+            where = Path(socket_path)
+            if not where.parent.is_dir():
+                raise ConfigError(f"--socket-path: {where.parent} is not a directory")
+            if where.exists() and not where.is_socket():
+                raise ConfigError(f"--socket-path: {socket_path} exists and is not a socket")
         return cls(
             server_cert_path=cert,
             server_key_path=key,
             client_ca_path=ca,
             auth_file=s["auth_file"],
             socket_path=s["socket_path"],
+            socket_mode=s["socket_mode"],
             management_host=s["management_host"],
+            max_streams_per_token=s["max_streams_per_token"],
         )
 
 

@@ -3,14 +3,20 @@
     Listener.start(context)   bind (port 0 picks one: ``port`` then says which) and serve
     Listener.stop(grace)      stop taking calls, let in-flight ones finish within ``grace``
 
-    GrpcListener         flagedge.v1 + flagd evaluation v1/v2, health, reflection (server/)
+    GrpcListener         flagedge.v1 + flagd evaluation v1/v2, health, reflection (server/);
+                         TLS and the token check (scope evaluate) from the Security; with
+                         --socket-path also a plaintext Unix socket (worker 0 only: a path
+                         cannot be shared the way SO_REUSEPORT shares a port)
     ManagementListener   /healthz, /readyz, /metrics; starts first and stops last, so probes
-                         answer while definitions load and while calls drain
+                         answer while definitions load and while calls drain; plaintext and
+                         open (probes), on --management-host when given
 
 Every listener reads the same ServeContext: one SnapshotHolder, one ServerMetrics, the
 Source, the Security (TLS material and token checks: serve/security.py) and a readiness
-check. A new front door (OFREP, flagd sync, admin) is one more class
-here with a factory in ``LISTENERS``; the others do not change.
+check. A new front door (OFREP, flagd sync, admin) is one more class here with a factory in
+``LISTENERS``; it takes its TLS (``Security.grpc_credentials()`` or ``ssl_context()``) and
+its token check (``Security.authorize`` with its scope) from the Security, so that one set
+of options secures every port. The others do not change.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class ServeContext:
 class Listener(Protocol):
     name: str  # "gRPC", "management", ...: how logs name it
     early: bool  # started before the source loads (probes), stopped last
+    host: str
     port: int
 
     async def start(self, context: ServeContext) -> None: ...
@@ -58,9 +65,14 @@ class GrpcListener:
         self.host = host
         self.port = port
         self.running: RunningServer | None = None
+        self.socket_path: str | None = None
 
     async def start(self, context: ServeContext) -> None:
         config = context.config
+        security = context.security
+        socket_path = config.security.socket_path
+        if config.worker_index != "0":
+            socket_path = None
         self.running = await start_server(
             context.holder,
             self.host,
@@ -70,8 +82,14 @@ class GrpcListener:
             server_id=context.server_id,
             metrics=context.metrics,
             stream_deadline=config.stream_deadline,
+            credentials=security.grpc_credentials(),
+            authorize=security.authorize if security.checks_tokens else None,
+            max_streams_per_token=config.security.max_streams_per_token,
+            socket_path=socket_path,
+            socket_mode=int(config.security.socket_mode, 8),
         )
         self.port = self.running.port
+        self.socket_path = socket_path
 
     async def stop(self, grace: float) -> None:
         if self.running is not None:
@@ -107,7 +125,7 @@ ListenerFactory = Callable[[ServeConfig], Listener | None]
 
 # In start order among their kind (early ones first, then the rest); None: disabled.
 LISTENERS: list[ListenerFactory] = [
-    lambda c: ManagementListener(c.host, c.management_port),
+    lambda c: ManagementListener(c.security.management_host or c.host, c.management_port),
     lambda c: GrpcListener(c.host, c.port),
 ]
 

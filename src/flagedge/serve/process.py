@@ -68,7 +68,21 @@ def _log_startup(
     flags = 0 if snap is None else len(snap.keys)
     # gRPC first, then management, then the rest: the line tools and tests read.
     order = sorted(listeners, key=lambda lst: {"gRPC": 0, "management": 1}.get(lst.name, 2))
-    where = ", ".join(f"{lst.name} on {_display(config.host)}:{lst.port}" for lst in order)
+    where = ", ".join(f"{lst.name} on {_display(lst.host)}:{lst.port}" for lst in order)
+    socket_path = next((p for lst in listeners if (p := getattr(lst, "socket_path", None))), None)
+    if socket_path:
+        where += f", gRPC on the Unix socket {socket_path} (mode {config.security.socket_mode})"
+    secured = config.security
+    protection = ", ".join(
+        part
+        for part in (
+            ("mutual TLS" if secured.client_ca_path else "TLS") if secured.tls else "",
+            "tokens" if secured.auth_file else "",
+        )
+        if part
+    )
+    if protection:
+        where += f" ({protection})"
     fields = getattr(source, "startup_fields", None)
     extra: dict[str, object] = {} if fields is None else fields()
     if snap is None:
@@ -92,6 +106,10 @@ def _log_startup(
         version=version,
         flags=flags,
         worker=config.worker_index,
+        tls=secured.tls,
+        mutual_tls=secured.client_ca_path is not None,
+        tokens=secured.auth_file is not None,
+        **({"socket": socket_path} if socket_path else {}),
         **extra,
     )
     grpc_port = ports.get("port")
@@ -103,13 +121,21 @@ def _log_startup(
             snap.flags[snap.keys[0]],
         )
         method = _RESOLVE[flag.kind]
+        # With TLS: grpcurl -cacert (the CA that signed the server's certificate); with
+        # tokens: the header. The token itself is never known here, only its holder has it.
+        transport = "-cacert CA.pem " if secured.tls else "-plaintext "
+        if secured.client_ca_path:
+            transport += "-cert CLIENT.pem -key CLIENT.key "
+        header = "-H 'authorization: Bearer TOKEN' " if secured.auth_file else ""
         event(
             log,
             logging.INFO,
             "try",
-            'try it: grpcurl -plaintext -d \'{"flagKey": "%s", "context": '
+            'try it: grpcurl %s%s-d \'{"flagKey": "%s", "context": '
             '{"targetingKey": "user-1"}}\' %s:%d flagd.evaluation.v2.Service/%s '
             "(README: more clients)",
+            transport,
+            header,
             flag.key,
             host,
             grpc_port,

@@ -127,12 +127,17 @@ class Security:
         auth = self.auth
         if auth is None:
             return ANONYMOUS
-        token = bearer(authorization) if authorization else (api_key or "").strip() or None
-        if token is None:
-            raise Unauthenticated
+        if authorization:
+            token = bearer(authorization)
+            if token is None:
+                raise Unauthenticated("malformed")
+        else:
+            token = (api_key or "").strip() or None
+            if token is None:
+                raise Unauthenticated("missing")
         identity = auth.table.identify(token)
         if identity is None:
-            raise Unauthenticated
+            raise Unauthenticated("unknown")
         return identity
 
     def authorize(

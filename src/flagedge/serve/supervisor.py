@@ -62,7 +62,8 @@ def _exit_words(code: int) -> str:
 
 def supervise(config: ServeConfig) -> int:
     port, hold_port = _reserve(config.host, config.port)
-    management_port, hold_management = _reserve(config.host, config.management_port)
+    management_host = config.security.management_host or config.host
+    management_port, hold_management = _reserve(management_host, config.management_port)
     # Each worker publishes its metrics here, so that any of them can answer a scrape for all.
     shared = tempfile.mkdtemp(prefix="flagedge-metrics-")
     worker_config = config.for_worker(port, management_port, shared)

@@ -10,6 +10,9 @@ value goes on the wire:
     DEFAULT, no value (no defaultVariant) reason only                 NOT_FOUND "Flag not found"
 
 Servicer methods are synchronous and thin; status.py wraps them and maps every raise.
+A caller limited to some flag prefixes (server/caller.py) resolves against its view of the
+snapshot: other flags are FLAG_NOT_FOUND, absent from ResolveAll and never announced on its
+EventStream.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from flagedge.errors import FlagdError
 from flagedge.metrics import EvaluationCounter
 from flagedge.model import ErrorCode, FlagType, Reason, Resolution, ValueKind
 from flagedge.server import status
+from flagedge.server.caller import CALLER, Views
 from flagedge.server.events import ChangeHub, Shutdown
 from flagedge.server.selector import ALL, Selection, selection_from_metadata
 from flagedge.snapshot import SnapshotHolder
@@ -65,8 +69,10 @@ class FlagdCore:
         keepalive_interval: float = 20.0,
         stream_deadline: float = 0.0,
         evaluations: EvaluationCounter | None = None,
+        views: Views | None = None,
     ) -> None:
         self.holder = holder
+        self.views = views or Views()
         self.hub = hub
         self.limits = limits
         self.source = source
@@ -81,7 +87,7 @@ class FlagdCore:
         self, request: _Request, context: Context, flag_type: FlagType
     ) -> tuple[Resolution, Selection]:
         selection = selection_from_metadata(context.invocation_metadata())
-        snap = status.current(self.holder)
+        snap = self.views.of(status.current(self.holder))
         key = request.flag_key
         if selection is not ALL:
             flag = snap.flags.get(key)
@@ -105,6 +111,7 @@ class FlagdCore:
     async def events(self, context: Context) -> AsyncIterator[tuple[str, Mapping[str, Any]]]:
         """(type, data) pairs for EventStream, in flagd's vocabulary."""
         selection = selection_from_metadata(context.invocation_metadata())
+        who = CALLER.get()
         with self.hub.subscribe() as queue:
             yield "provider_ready", {}
             # Then name every flag as changed. Providers cache STATIC answers until an event
@@ -113,6 +120,7 @@ class FlagdCore:
             # them. On a first connection the cache is empty and the event costs nothing.
             snap = self.holder.current
             if snap is not None:
+                snap = self.views.of(snap)
                 everything = {
                     key: {"type": "update"}
                     for key in snap.keys
@@ -143,8 +151,14 @@ class FlagdCore:
                 flags = {
                     key: {"type": event.kind(key)}
                     for key in sorted(event.changed)
-                    if (event.previous and self._selected(selection, event.previous.flags.get(key)))
-                    or self._selected(selection, event.current.flags.get(key))
+                    if who.sees(key)
+                    and (
+                        (
+                            event.previous
+                            and self._selected(selection, event.previous.flags.get(key))
+                        )
+                        or self._selected(selection, event.current.flags.get(key))
+                    )
                 }
                 if flags:
                     yield "configuration_change", {"flags": flags}
@@ -298,7 +312,7 @@ class FlagdV1Servicer(_Servicer):
         to the client's default (no defaultVariant) are left out, as flagd does on v1."""
         core = self.core
         selection = selection_from_metadata(context.invocation_metadata())
-        snap = status.current(core.holder)
+        snap = core.views.of(status.current(core.holder))
         keys = [
             key
             for key in snap.keys

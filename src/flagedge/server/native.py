@@ -7,6 +7,10 @@ with reason ERROR and an error code, never as a failed call. Only an unacceptabl
 EvaluateBatch is the fast path. The core returns packed columns (variant index per cell,
 reason and error bytes), which go onto the wire as they are; the per-flag variant tables are
 built once per snapshot and reused until the snapshot changes.
+
+A caller whose token is limited to some flag prefixes (server/caller.py) is served a view of
+the snapshot holding only those flags: the others answer FLAG_NOT_FOUND, are absent from
+EvaluateAll and from EvaluateBatch's default keys, and never appear in its Watch events.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.errors import DeadlineExpired, RequestError
 from flagedge.metrics import EvaluationCounter
 from flagedge.model import Resolution
+from flagedge.server.caller import CALLER, Views
 from flagedge.server.events import ChangeHub, Shutdown
 from flagedge.server.status import current
 from flagedge.snapshot import BatchResult, Snapshot, SnapshotHolder
@@ -70,8 +75,10 @@ class NativeServicer:
         clock: Callable[[], int],
         server_id: str,
         evaluations: EvaluationCounter | None = None,
+        views: Views | None = None,
     ) -> None:
         self.holder = holder
+        self.views = views or Views()
         self.hub = hub
         self.limits = limits
         self.clock = clock
@@ -82,7 +89,7 @@ class NativeServicer:
         self._count = self.evaluations.record
 
     def Evaluate(self, request: pb.EvaluateRequest, context: Context) -> pb.EvaluateResponse:
-        snap = current(self.holder)
+        snap = self.views.of(current(self.holder))
         resolution = snap.evaluate(
             request.flag_key,
             context_to_dict(request.context, self.limits),
@@ -97,7 +104,7 @@ class NativeServicer:
     def EvaluateAll(
         self, request: pb.EvaluateAllRequest, context: Context
     ) -> pb.EvaluateAllResponse:
-        snap = current(self.holder)
+        snap = self.views.of(current(self.holder))
         user_context = context_to_dict(request.context, self.limits)
         keys = list(request.keys) or None
         out = pb.EvaluateAllResponse(snapshot_version=snap.version)
@@ -114,7 +121,8 @@ class NativeServicer:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExpired
-        snap = current(self.holder)
+        base = current(self.holder)
+        snap = self.views.of(base)
         keys = tuple(request.flag_keys) or snap.keys
         cells = len(keys) * len(request.contexts)
         if cells > self.limits.max_batch_cells:
@@ -133,22 +141,30 @@ class NativeServicer:
             snapshot_version=snap.version,
             request_id=request.request_id,
         )
-        out.flags.extend(self._flag_tables(snap, batch))
+        out.flags.extend(self._flag_tables(base, snap, batch))
         out.variant_index.extend(batch.variant_index)
         return out
 
-    def _flag_tables(self, snap: Snapshot, batch: BatchResult) -> list[pb.FlagTable]:
+    def _flag_tables(
+        self, base: Snapshot, snap: Snapshot, batch: BatchResult
+    ) -> list[pb.FlagTable]:
+        """The variant tables of ``batch`` (evaluated on ``snap``, which is ``base`` or a
+        caller's view of it). Cached per ``base``: a visible flag's table is the same in
+        every view, and only flags ``snap`` has are cached (an absent one's table is empty)."""
         cache = self._tables
-        if cache is None or cache.snapshot is not snap:
-            cache = self._tables = _Tables(snap)
+        if cache is None or cache.snapshot is not base:
+            cache = self._tables = _Tables(base)
         tables = []
+        flags = snap.flags
         for i, key in enumerate(batch.keys):
-            table = cache.tables.get(key)
+            # Only a flag this caller can see may come from (or go into) the cache: a key
+            # it cannot see has an empty table here and a full one in the cache.
+            table = cache.tables.get(key) if key in flags else None
             if table is None:
                 table = pb.FlagTable(key=key, variants=batch.variant_tables[i])
                 for value in batch.value_tables[i]:
                     set_value(table.values.add(), value)
-                if key in snap.flags:
+                if key in flags:
                     cache.tables[key] = table
             tables.append(table)
         return tables
@@ -157,6 +173,7 @@ class NativeServicer:
         self, request: pb.WatchRequest, context: Context
     ) -> AsyncIterator[pb.WatchEvent]:
         wanted = frozenset(request.keys)
+        who = CALLER.get()
         with self.hub.subscribe() as queue:
             snap = current(self.holder)
             yield pb.WatchEvent(
@@ -169,6 +186,8 @@ class NativeServicer:
                 if isinstance(event, Shutdown):
                     return
                 changed = event.changed & wanted if wanted else event.changed
+                if changed and who.flags:
+                    changed = frozenset(k for k in changed if who.sees(k))
                 if changed:
                     yield pb.WatchEvent(
                         snapshot_version=event.current.version,

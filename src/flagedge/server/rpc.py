@@ -9,14 +9,21 @@
 
 Handlers are registered with explicit (de)serializers rather than through the generated
 ``*_pb2_grpc`` helpers so that every request passes through status.deserializer (size and
-garbage checks) and every call through status.py's wrappers (the one error mapping).
+garbage checks) and every call through status.py's wrappers (the one error mapping and,
+with an auth file, the one token check: server/caller.py). Health and reflection stay open.
+
+Transport: ``credentials`` (serve/security.py: TLS, mutual with a client CA, rotated
+certificates) secure the TCP port, which then refuses plaintext; ``socket_path`` also
+serves the same services on a Unix socket, plaintext, its access the file's mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import stat
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -29,8 +36,10 @@ from grpc_reflection.v1alpha import reflection
 from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
+from flagedge.auth import Scope
 from flagedge.metrics import ServerMetrics
 from flagedge.server import status
+from flagedge.server.caller import DEFAULT_MAX_STREAMS, Authorize, Gate, Views
 from flagedge.server.events import ChangeHub
 from flagedge.server.flagd import FlagdCore, FlagdV1Servicer, FlagdV2Servicer, unix_now
 from flagedge.server.native import NativeServicer
@@ -54,8 +63,10 @@ class RunningServer:
         health_servicer: Any,
         server_id: str,
         metrics: ServerMetrics | None = None,
+        socket_path: str | None = None,
     ) -> None:
         self.metrics = metrics or ServerMetrics()
+        self.socket_path = socket_path
         self.server = server
         self.port = port
         self.hub = hub
@@ -88,24 +99,26 @@ def _handlers(
     bidi: dict[str, tuple[Callable[..., Any], Any, Any]],
     max_bytes: int,
     metrics: ServerMetrics,
+    gate: Gate | None = None,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for name, (fn, req, resp) in unary.items():
         methods[name] = grpc.unary_unary_rpc_method_handler(
-            status.unary(metrics.timed(f"{service}/{name}", fn)),
+            status.unary(metrics.timed(f"{service}/{name}", fn), gate),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
         )
     for name, (fn, req, resp) in server_streams.items():
         methods[name] = grpc.unary_stream_rpc_method_handler(
-            metrics.streaming(f"{service}/{name}", status.server_stream(fn)),
+            metrics.streaming(f"{service}/{name}", status.server_stream(fn, gate)),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
         )
     for name, (fn, req, resp) in bidi.items():
         methods[name] = grpc.stream_stream_rpc_method_handler(
             metrics.streaming(
-                f"{service}/{name}", status.bidi_stream(metrics.timed(f"{service}/{name}", fn))
+                f"{service}/{name}",
+                status.bidi_stream(metrics.timed(f"{service}/{name}", fn), gate),
             ),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
@@ -119,6 +132,7 @@ def _flagd_handlers(
     module: Any,
     max_bytes: int,
     metrics: ServerMetrics,
+    gate: Gate | None,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     unary = {
         f"Resolve{kind}": (
@@ -133,7 +147,7 @@ def _flagd_handlers(
     streams = {
         "EventStream": (servicer.EventStream, module.EventStreamRequest, module.EventStreamResponse)
     }
-    return _handlers(service, unary, streams, {}, max_bytes, metrics)
+    return _handlers(service, unary, streams, {}, max_bytes, metrics, gate)
 
 
 async def start_server(
@@ -149,6 +163,11 @@ async def start_server(
     clock: Callable[[], int] = unix_now,
     server_id: str | None = None,
     metrics: ServerMetrics | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    authorize: Authorize | None = None,
+    max_streams_per_token: int = DEFAULT_MAX_STREAMS,
+    socket_path: str | None = None,
+    socket_mode: int = 0o660,
 ) -> RunningServer:
     """Start serving ``holder`` and return once the port is bound.
 
@@ -159,6 +178,10 @@ async def start_server(
     opened, with DEADLINE_EXCEEDED, as flagd's ``--stream-deadline`` does.
     ``metrics`` (flagedge/metrics.py) counts evaluations, call times and open streams; one is
     made when none is given. It is folded every second while the server runs.
+    ``credentials`` (TLS) secure the port; ``authorize`` (Security.authorize: an auth file)
+    makes every evaluation call present a token with scope ``evaluate``, and limits each
+    token name to ``max_streams_per_token`` open streaming calls (0: no limit).
+    ``socket_path`` also serves on that Unix socket, made ``socket_mode`` (0660 or 0600).
     """
     limits = limits or Limits()
     server_id = server_id or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
@@ -176,8 +199,18 @@ async def start_server(
 
     metrics = metrics or ServerMetrics()
     metrics.bind(holder)
+    gate = None
+    if authorize is not None:
+        gate = Gate(authorize, Scope.EVALUATE, max_streams=max_streams_per_token, metrics=metrics)
+    views = Views()
     native = NativeServicer(
-        holder, hub, limits, clock=clock, server_id=server_id, evaluations=metrics.evaluations
+        holder,
+        hub,
+        limits,
+        clock=clock,
+        server_id=server_id,
+        evaluations=metrics.evaluations,
+        views=views,
     )
     core = FlagdCore(
         holder,
@@ -188,6 +221,7 @@ async def start_server(
         keepalive_interval=keepalive_interval,
         stream_deadline=stream_deadline,
         evaluations=metrics.evaluations,
+        views=views,
     )
     server.add_generic_rpc_handlers(
         [
@@ -216,9 +250,10 @@ async def start_server(
                 },
                 max_bytes,
                 metrics,
+                gate,
             ),
-            _flagd_handlers(FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes, metrics),
-            _flagd_handlers(FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes, metrics),
+            _flagd_handlers(FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes, metrics, gate),
+            _flagd_handlers(FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes, metrics, gate),
         ]
     )
 
@@ -228,17 +263,46 @@ async def start_server(
         (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
 
+    address = f"{_bracket(host)}:{port}"
     try:
-        bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         hub.close()
         raise OSError(f"cannot bind gRPC port {host}:{port}: {exc}") from exc
+    if socket_path is not None:
+        try:
+            _bind_socket(server, socket_path, socket_mode)
+        except OSError:
+            hub.close()
+            raise
     await server.start()
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     metrics.start()
-    return RunningServer(server, bound, hub, health_servicer, server_id, metrics)
+    return RunningServer(server, bound, hub, health_servicer, server_id, metrics, socket_path)
+
+
+def _bind_socket(server: grpc.aio.Server, path: str, mode: int) -> None:
+    """Serve on a Unix socket at ``path`` with file mode ``mode``. grpc replaces a stale
+    socket left by a killed process; anything else at that path is refused, not removed."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise OSError(f"cannot serve on {path}: it exists and is not a socket")
+    # The umask decides the mode the socket is created with: none but the owner may connect
+    # until the chmod below opens it to the group (if asked to), never to anyone else.
+    previous = os.umask(0o177)
+    try:
+        if server.add_insecure_port(f"unix:{path}") == 0:
+            raise OSError(f"cannot serve on the Unix socket {path}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot serve on the Unix socket {path}: {exc}") from exc
+    finally:
+        os.umask(previous)
+    os.chmod(path, mode)
 
 
 def _bracket(host: str) -> str:

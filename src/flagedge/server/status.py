@@ -9,6 +9,7 @@ exception into a status:
     NotReady                       UNAVAILABLE (no snapshot loaded yet)
     Unauthenticated                UNAUTHENTICATED, with no detail
     PermissionDenied               PERMISSION_DENIED
+    TooManyStreams                 RESOURCE_EXHAUSTED (the caller's limit of open streams)
     anything else                  INTERNAL, logged with its traceback
 
 The flagd message texts are flagd's ``model.ReadableErrorMessage`` strings, matched exactly
@@ -21,8 +22,9 @@ wrappers turn that marker into INVALID_ARGUMENT like any other bad request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
@@ -36,9 +38,11 @@ from flagedge.errors import (
     NotReady,
     PermissionDenied,
     RequestError,
+    TooManyStreams,
     Unauthenticated,
 )
 from flagedge.model import ErrorCode
+from flagedge.server.caller import CALLER, Gate
 from flagedge.snapshot import Snapshot, SnapshotHolder
 
 log = logging.getLogger("flagedge.server")
@@ -85,6 +89,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAUTHENTICATED, ""  # no detail: nothing to learn from it
     if isinstance(exc, PermissionDenied):
         return grpc.StatusCode.PERMISSION_DENIED, "this token lacks the scope this call needs"
+    if isinstance(exc, TooManyStreams):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; close one first"
     return grpc.StatusCode.INTERNAL, "internal error"
 
 
@@ -135,28 +141,60 @@ async def _abort(context: Context, exc: BaseException) -> None:
 
 
 def unary(
-    handler: Callable[[Req, Context], Resp],
+    handler: Callable[[Req, Context], Resp], gate: Gate | None = None
 ) -> Callable[[Req | Rejected, Context], Awaitable[Resp]]:
     """Wrap a synchronous unary handler: evaluation is CPU work with nothing to await, and an
-    ``async def`` wrapper keeps grpc.aio from sending it to a thread pool."""
+    ``async def`` wrapper keeps grpc.aio from sending it to a thread pool. With a ``gate``
+    (an auth file), the caller is checked first, before the request is even looked at."""
+    if gate is None:
 
-    async def call(request: Req | Rejected, context: Context) -> Resp:
+        async def call(request: Req | Rejected, context: Context) -> Resp:
+            try:
+                return handler(_accept(request), context)
+            except Exception as exc:
+                await _abort(context, exc)
+                raise  # unreachable: abort raises
+
+        return call
+
+    admit = gate.admit
+
+    async def guarded(request: Req | Rejected, context: Context) -> Resp:
         try:
-            return handler(_accept(request), context)
+            token = CALLER.set(admit(context))
+            try:
+                return handler(_accept(request), context)
+            finally:
+                CALLER.reset(token)
         except Exception as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises
 
-    return call
+    return guarded
+
+
+@contextlib.contextmanager
+def _admitted(gate: Gate | None, context: Context) -> Iterator[None]:
+    """For a streaming call: check the caller, hold one of its stream slots, and make it the
+    CALLER of this call's task. grpc.aio gives every call its own task, so the ContextVar is
+    not reset afterwards (an async generator may be closed from another context)."""
+    if gate is None:
+        yield
+        return
+    identity = gate.admit(context)
+    with gate.stream(identity, context):
+        CALLER.set(identity)
+        yield
 
 
 def server_stream(
-    handler: Callable[[Req, Context], AsyncIterator[Resp]],
+    handler: Callable[[Req, Context], AsyncIterator[Resp]], gate: Gate | None = None
 ) -> Callable[[Req | Rejected, Context], AsyncIterator[Resp]]:
     async def call(request: Req | Rejected, context: Context) -> AsyncIterator[Resp]:
         try:
-            async for item in handler(_accept(request), context):
-                yield item
+            with _admitted(gate, context):
+                async for item in handler(_accept(request), context):
+                    yield item
         except Exception as exc:
             await _abort(context, exc)
 
@@ -164,16 +202,18 @@ def server_stream(
 
 
 def bidi_stream(
-    handler: Callable[[Req, Context], Resp],
+    handler: Callable[[Req, Context], Resp], gate: Gate | None = None
 ) -> Callable[[AsyncIterator[Req | Rejected], Context], AsyncIterator[Resp]]:
-    """One response per request message; the first bad message ends the call."""
+    """One response per request message; the first bad message ends the call. The caller
+    is checked once, when the stream opens."""
 
     async def call(
         requests: AsyncIterator[Req | Rejected], context: Context
     ) -> AsyncIterator[Resp]:
         try:
-            async for request in requests:
-                yield handler(_accept(request), context)
+            with _admitted(gate, context):
+                async for request in requests:
+                    yield handler(_accept(request), context)
         except Exception as exc:
             await _abort(context, exc)
 

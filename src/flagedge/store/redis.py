@@ -5,7 +5,10 @@ the atomic read, pub/sub and heartbeats. Keys and messages are described in stor
     RedisAdmin   blocking, for the ops CLI: read, write (one Lua script), edges, audit
 
 Every failure to reach Redis becomes StoreUnavailable; a value of the wrong Redis type (a
-hand-made mess) becomes a DefinitionError, like any other corrupt data.
+hand-made mess) becomes a DefinitionError, like any other corrupt data. A command the ACL
+user may not run (NOPERM) becomes StoreRefused for the ops CLI (it names the user's missing
+right; README, "Redis with least privilege"); an edge reports it as StoreUnavailable, with
+the same words, and keeps serving what it has.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from redis.retry import Retry
 
-from ..errors import DefinitionError, Problem, StoreUnavailable
+from ..errors import DefinitionError, Problem, StoreRefused, StoreUnavailable
 from .plane import (
     HEARTBEAT_TTL_MS,
     RESUBSCRIBED,
@@ -218,7 +221,25 @@ def sync_client(target: Target) -> redis.Redis:
 
 
 def _unavailable(target: Target, exc: BaseException) -> StoreUnavailable:
+    if isinstance(exc, NoPermissionError):
+        return StoreUnavailable(_refusal(target, exc))
     return StoreUnavailable(f"Redis at {target} is unreachable: {exc}")
+
+
+def _refusal(target: Target, exc: NoPermissionError) -> str:
+    # Redis's NOPERM text names the command, key or channel, never a password.
+    return (
+        f"Redis at {target} refused the command: {exc} (the Redis user lacks this right; "
+        "README, 'Redis with least privilege', lists what edges and writers need)"
+    )
+
+
+def _permitted(replies: list[Any]) -> list[Any]:
+    """A MULTI's replies, or the NOPERM among them raised (not mistaken for corrupt data)."""
+    for reply in replies:
+        if isinstance(reply, NoPermissionError):
+            raise reply
+    return replies
 
 
 def _raw_state(version: Any, definitions: Any, overrides: Any) -> RawState:
@@ -299,7 +320,7 @@ class RedisPlane:
                 pipe.get(self.keys.definitions)
                 pipe.hgetall(self.keys.overrides)
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
-                return replies
+                return _permitted(replies)
 
         return _raw_state(*await self._call(read))
 
@@ -406,6 +427,8 @@ class RedisAdmin:
     def _calls(self) -> Iterator[None]:
         try:
             yield
+        except NoPermissionError as exc:
+            raise StoreRefused(_refusal(self.target, exc)) from None
         except ResponseError:
             raise
         except (RedisError, OSError) as exc:
@@ -417,7 +440,7 @@ class RedisAdmin:
             pipe.get(self.keys.version)
             pipe.get(self.keys.definitions)
             pipe.hgetall(self.keys.overrides)
-            replies = pipe.execute(raise_on_error=False)
+            replies = _permitted(pipe.execute(raise_on_error=False))
         return _raw_state(*replies)
 
     def version(self) -> int:
