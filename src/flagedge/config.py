@@ -76,14 +76,6 @@ def _limit(text: str) -> int:
     return value
 
 
-def _socket_mode(text: str) -> str:
-    """0660 or 0600: a Unix socket is plaintext, so only its owner and group may connect."""
-    mode = text.strip()
-    if mode not in ("0660", "660", "0600", "600"):
-        raise ValueError(f"{text!r} is not a socket mode: 0660 (owner and group) or 0600 (owner)")
-    return mode.rjust(4, "0")
-
-
 @dataclass(frozen=True, slots=True)
 class Option:
     """One setting. ``name`` gives the flag (--name), the variable (FLAGEDGE_NAME, unless
@@ -354,10 +346,11 @@ SECURITY = Group(
         ),
         Option(
             "socket-mode",
-            _socket_mode,
+            _text,
             "0660",
+            # Only these two: the socket is plaintext, so never open it to other users.
             "file mode of --socket-path: 0660 (its owner and group may connect) or 0600",
-            metavar="MODE",
+            choices=("0660", "0600"),
         ),
         Option(
             "max-streams-per-token",
