@@ -5,6 +5,9 @@
                                                        # interleaved, medians of 3
     python -m benchmarks.load --target 127.0.0.1:8013 --scenario resolve --rate 4000
     python -m benchmarks.load --scenario batch --duration 10 --server-workers 2 --json
+    python -m benchmarks.load --compare-tls --scenario resolve,evaluate --repeat 3
+                                                       # plaintext, TLS, TLS + token: one
+                                                       # flagedge each, interleaved
 
 The generator itself is flagedge.bench.load (``flagedge bench load --target`` on an installed
 flagedge; its docstring describes the scenarios and how it loads). This wrapper adds what
@@ -12,7 +15,10 @@ only the repository has: starting ``flagedge serve`` on the benchmark flag set
 (flagedge.bench.load.bench_doc: the 200 mixed flags plus an integer, a float and an object
 flag), or benchmarks/echo_server.py, on a free loopback port, and charging them their CPU
 time. --compare runs every scenario on both, interleaved, and adds ``vs_echo`` (flagedge's
-calls/s over the echo server's, same run). --server-loop picks both servers' event loop.
+calls/s over the echo server's, same run). --compare-tls starts three flagedge servers on one
+throwaway CA (benchmarks/secured.py): plaintext, TLS, and TLS with an auth file (every call
+carries a token), and adds ``vs_reference`` (calls/s over the plaintext server's, same run).
+--server-loop picks the servers' event loop.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from flagedge.bench.load import (
     SCENARIOS,
     LoadError,
+    Secure,
     Target,
     add_arguments,
     bench_doc,
@@ -56,8 +64,12 @@ class Server:
         extra: Sequence[str] = (),
         loop: str = "auto",
         doc: dict[str, Any] | None = None,
+        name: str | None = None,
+        secure: Secure | None = None,
     ) -> None:
         self.kind = kind
+        self.name = name or kind
+        self.secure = secure or Secure()
         self._dir = tempfile.TemporaryDirectory()
         if loop == "auto":
             loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
@@ -118,7 +130,9 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def as_target(self) -> Target:
-        return Target(self.kind, self.target, self.pids, echo=self.kind == "echo")
+        return Target(
+            self.name, self.target, self.pids, echo=self.kind == "echo", secure=self.secure
+        )
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -154,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start flagedge and the echo server and run each scenario on both, interleaved",
     )
+    servers.add_argument(
+        "--compare-tls",
+        action="store_true",
+        help="start flagedge in plaintext, with TLS, and with TLS and tokens, and run each "
+        "scenario on all three, interleaved (vs_reference: over plaintext)",
+    )
     servers.add_argument("--server-workers", type=int, default=1)
     servers.add_argument(
         "--server-arg",
@@ -173,21 +193,45 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate applies to unary scenarios, not stream")
 
     started: list[Server] = []
+    reference = None
+    scratch = tempfile.TemporaryDirectory()
     try:
         if args.target:
             targets = [Target("target", args.target, tuple(args.server_pid))]
+        elif args.compare_tls:
+            from benchmarks import secured
+
+            material = secured.make(Path(scratch.name))
+            for name, extra, secure in (
+                ("plain", [], Secure()),
+                ("tls", material.serve_args(tokens=False), material.secure(tokens=False)),
+                ("tls+token", material.serve_args(), material.secure()),
+            ):
+                started.append(
+                    Server(
+                        "flagedge",
+                        args.server_workers,
+                        [*args.server_arg, *extra],
+                        args.server_loop,
+                        name=name,
+                        secure=secure,
+                    )
+                )
+            targets = [s.as_target() for s in started]
+            reference = "plain"
         else:
             kinds = ("echo", "flagedge") if args.compare else (args.server,)
             for kind in kinds:
                 started.append(Server(kind, args.server_workers, args.server_arg, args.server_loop))
             targets = [s.as_target() for s in started]
-        return run_cli(args, targets)
+        return run_cli(args, targets, reference)
     except LoadError as exc:
         print(f"benchmarks.load: {exc}", file=sys.stderr)
         return 2
     finally:
         for server in started:
             server.stop()
+        scratch.cleanup()
 
 
 if __name__ == "__main__":

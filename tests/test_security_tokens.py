@@ -443,3 +443,12 @@ def test_without_an_auth_file_every_caller_is_served_as_before() -> None:
     security = Security(SecurityConfig())
     assert not security.checks_tokens
     assert security.identify(None).name == "anonymous"
+
+
+def test_the_bearer_scheme_is_read_as_rfc_6750_writes_it() -> None:
+    from flagedge.serve.security import bearer
+
+    assert bearer("Bearer abc-_1") == "abc-_1"
+    assert bearer("bearer abc") == bearer("  BEARER   abc  ") == "abc"
+    for malformed in (None, "", "Bearer", "Bearer ", "Basic abc", "Bearer a b", "abc"):
+        assert bearer(malformed) is None, malformed

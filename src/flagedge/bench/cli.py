@@ -18,7 +18,7 @@ from flagedge.bench import load
 def _load(args: argparse.Namespace) -> int:
     try:
         return load.main(args)
-    except (load.LoadError, ValueError) as exc:
+    except (load.LoadError, ValueError, OSError) as exc:
         print(f"flagedge bench load: {exc}", file=sys.stderr)
         return 2
 

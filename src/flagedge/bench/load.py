@@ -4,6 +4,8 @@
     flagedge bench load --target flagd:8013 --scenario flagd         # flagd's methods only
     flagedge bench load --target H:P --scenario resolve --rate 4000 --flag my-flag \\
         --context '{"targetingKey": "u1", "plan": "gold"}' --json
+    flagedge bench load --target edge.internal:8013 --tls-ca ca.crt --token-file token \\
+        --scenario resolve                                         # a secured deployment
 
 Scenarios, one per evaluation method (``--scenario a,b``, or a group: every, native, flagd):
 
@@ -37,6 +39,11 @@ of the others, latency measured from the scheduled time (so a stalled server sho
 latency instead of as fewer calls: no coordinated omission). The loop wakes at most once a
 millisecond, so latencies include up to 1 ms of sending late. Without --rate each lane sends
 its next call as soon as the previous one returns (throughput at saturation).
+
+A secured target: --tls (the system's trust store) or --tls-ca FILE for TLS, --tls-cert and
+--tls-key for mutual TLS, --tls-server-name when the certificate names another host than the
+target, --token-file for an auth file's token (sent as ``authorization: Bearer`` metadata on
+every call; the file keeps it off the command line, which ``ps`` shows).
 
 With --server-pid (processes on this machine), the server is charged its CPU time:
 ``server_us`` is server CPU per call and ``client_us`` the generator's; on a shared, noisy
@@ -234,21 +241,75 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
-def _channel_options() -> list[tuple[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Secure:
+    """How to reach a secured target: TLS (trusting ``ca``, PEM, or the system's roots), a
+    client certificate for mutual TLS, the name the server's certificate must carry when it
+    is not the target's host, and a token sent on every call. The default: plaintext."""
+
+    tls: bool = False
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    server_name: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        # Per-call metadata, not call credentials: grpc runs a call-credentials plugin in a
+        # Python thread per call, which would cost the generator more than the call.
+        return None if self.token is None else (("authorization", f"Bearer {self.token}"),)
+
+    def options(self) -> list[tuple[str, Any]]:
+        if self.server_name:
+            return [("grpc.ssl_target_name_override", self.server_name)]
+        return []
+
+    def credentials(self) -> Any:
+        import grpc
+
+        return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
+
+
+def _channel_options(secure: Secure | None = None) -> list[tuple[str, Any]]:
     # A local subchannel pool: without it grpc shares one connection among the channels.
-    return [("grpc.use_local_subchannel_pool", 1)]
+    return [("grpc.use_local_subchannel_pool", 1), *(secure.options() if secure else [])]
 
 
-def probe(target: str, scenario: str, workload: Workload, timeout: float = 10.0) -> int:
+def _channel(target: str, secure: Secure, options: list[tuple[str, Any]]) -> Any:
+    import grpc
+
+    if secure.tls:
+        return grpc.secure_channel(target, secure.credentials(), options=options)
+    return grpc.insecure_channel(target, options=options)
+
+
+def _aio_channel(target: str, secure: Secure, options: list[tuple[str, Any]]) -> Any:
+    import grpc
+
+    if secure.tls:
+        return grpc.aio.secure_channel(target, secure.credentials(), options=options)
+    return grpc.aio.insecure_channel(target, options=options)
+
+
+def probe(
+    target: str,
+    scenario: str,
+    workload: Workload,
+    timeout: float = 10.0,
+    secure: Secure | None = None,
+) -> int:
     """Make one call of ``scenario``, check its answer, return evaluations per call."""
     import grpc
 
     from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
     from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 
+    secure = secure or Secure()
     spec = SCENARIOS[scenario]
     payload = workload.request(scenario)
-    with grpc.insecure_channel(target) as channel:
+    metadata = secure.metadata
+    with _channel(target, secure, secure.options()) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
@@ -258,11 +319,11 @@ def probe(target: str, scenario: str, workload: Workload, timeout: float = 10.0)
                 call = channel.stream_stream(
                     spec.method, request_serializer=_identity, response_deserializer=_identity
                 )
-                answer = next(iter(call(iter([payload]), timeout=timeout)))
+                answer = next(iter(call(iter([payload]), timeout=timeout, metadata=metadata)))
             else:
                 answer = channel.unary_unary(
                     spec.method, request_serializer=_identity, response_deserializer=_identity
-                )(payload, timeout=timeout)
+                )(payload, timeout=timeout, metadata=metadata)
         except grpc.RpcError as exc:
             code = exc.code()
             hint = ""
@@ -305,6 +366,7 @@ class Plan:
     rate: float | None  # calls/s for this process; None: closed loop
     client: str  # "aio" or "sync"
     loop: str = "asyncio"  # or "uvloop"
+    secure: Secure = field(default_factory=Secure)
 
 
 @dataclass(slots=True)
@@ -322,9 +384,10 @@ async def _drive_aio(plan: Plan, ready: Callable[[], None], go: Any) -> WorkerRe
 
     eof: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
     payload = plan.payload
+    secure = plan.secure
+    metadata = secure.metadata
     pool = [
-        grpc.aio.insecure_channel(plan.target, options=_channel_options())
-        for _ in range(plan.channels)
+        _aio_channel(plan.target, secure, _channel_options(secure)) for _ in range(plan.channels)
     ]
     for channel in pool:
         await asyncio.wait_for(channel.channel_ready(), 10)
@@ -353,7 +416,7 @@ async def _drive_aio(plan: Plan, ready: Callable[[], None], go: Any) -> WorkerRe
                 open_stream: Any = channel.stream_stream(
                     plan.method, request_serializer=_identity, response_deserializer=_identity
                 )
-                call = open_stream(timeout=plan.duration + 60)
+                call = open_stream(timeout=plan.duration + 60, metadata=metadata)
                 await call.write(payload)
                 await call.read()
                 streams.append(call)
@@ -370,7 +433,7 @@ async def _drive_aio(plan: Plan, ready: Callable[[], None], go: Any) -> WorkerRe
             if t0 >= end_ns:
                 return
             try:
-                await call(payload, timeout=10)
+                await call(payload, timeout=10, metadata=metadata)
             except grpc.RpcError as exc:
                 failed(exc)
                 continue
@@ -378,7 +441,7 @@ async def _drive_aio(plan: Plan, ready: Callable[[], None], go: Any) -> WorkerRe
 
     async def one_call(call: Any, due_ns: int) -> None:
         try:
-            await call(payload, timeout=10)
+            await call(payload, timeout=10, metadata=metadata)
         except grpc.RpcError as exc:
             failed(exc)
             return
@@ -432,9 +495,9 @@ def _drive_sync(plan: Plan, ready: Callable[[], None], go: Any) -> WorkerResult:
     """Blocking stubs in threads: each thread owns one in-flight call (unary scenarios)."""
     import grpc
 
-    pool = [
-        grpc.insecure_channel(plan.target, options=_channel_options()) for _ in range(plan.channels)
-    ]
+    secure = plan.secure
+    metadata = secure.metadata
+    pool = [_channel(plan.target, secure, _channel_options(secure)) for _ in range(plan.channels)]
     for channel in pool:
         grpc.channel_ready_future(channel).result(timeout=10)
     calls = [
@@ -456,7 +519,7 @@ def _drive_sync(plan: Plan, ready: Callable[[], None], go: Any) -> WorkerResult:
             if t0 >= end_ns[0]:
                 return
             try:
-                call(plan.payload, timeout=10)
+                call(plan.payload, timeout=10, metadata=metadata)
             except grpc.RpcError:
                 with lock:
                     errors[0] += 1
@@ -557,16 +620,20 @@ def run_scenario(
     *,
     server_pids: Sequence[int] = (),
     evals_per_call: int | None = None,
+    secure: Secure | None = None,
 ) -> dict[str, Any]:
     """One timed run of ``scenario`` against ``target``: a row of figures.
 
     ``evals_per_call`` None probes the target first (one checked call); pass it to skip the
     probe, e.g. for an echo server whose answers are not real ones."""
     workload = workload or Workload()
+    secure = secure or Secure()
     spec = SCENARIOS[scenario]
     if spec.stream and load.rate:
         raise LoadError("--rate applies to unary scenarios, not stream")
-    evals = evals_per_call if evals_per_call is not None else probe(target, scenario, workload)
+    if evals_per_call is None:
+        evals_per_call = probe(target, scenario, workload, secure=secure)
+    evals = evals_per_call
     loop = load.client_loop()
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
@@ -582,6 +649,7 @@ def run_scenario(
         load.rate / load.procs if load.rate else None,
         load.client,
         loop,
+        secure,
     )
     workers = [ctx.Process(target=_worker, args=(plan, out, go)) for _ in range(load.procs)]
     for w in workers:
@@ -646,6 +714,7 @@ class Target:
     address: str
     pids: tuple[int, ...] = ()
     echo: bool = False  # answers with its request: no probe, evaluations counted as the others
+    secure: Secure = field(default_factory=Secure)
 
 
 _NUMBERS = ("rpc_per_s", "evals_per_s", "p50_ms", "p99_ms", "p999_ms", "client_us", "server_us")
@@ -675,16 +744,19 @@ def run_matrix(
     *,
     repeat: int = 1,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    reference: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every scenario on every target, targets interleaved per scenario, ``repeat`` rounds;
     returns one summary row per (target, scenario): medians, and ``vs_echo`` (this target's
-    calls/s over the echo target's, same run) where an echo target is among ``targets``."""
+    calls/s over the echo target's, same run) where an echo target is among ``targets``.
+    ``reference`` names a target the others are compared with the same way (``vs_reference``:
+    e.g. a TLS server's calls/s over the same server's in plaintext)."""
     workload = workload or Workload()
     scenarios = tuple(scenarios)
     real = [t for t in targets if not t.echo]
     evals: dict[str, int] = {}
     for scenario in scenarios:
-        counts = {probe(t.address, scenario, workload) for t in real}
+        counts = {probe(t.address, scenario, workload, secure=t.secure) for t in real}
         if len(counts) > 1:
             raise LoadError(f"{scenario}: the targets disagree on evaluations per call: {counts}")
         evals[scenario] = counts.pop() if counts else probe_count_unknown(scenario, workload)
@@ -699,6 +771,7 @@ def run_matrix(
                     workload,
                     server_pids=target.pids,
                     evals_per_call=evals[scenario],
+                    secure=target.secure,
                 )
                 row["server"] = target.name
                 row["run"] = run + 1
@@ -713,6 +786,9 @@ def run_matrix(
             row = {**medians[target.name], "summary": True}
             if echo and not target.echo and medians[echo]["rpc_per_s"]:
                 row["vs_echo"] = round(row["rpc_per_s"] / medians[echo]["rpc_per_s"], 3)
+            if reference and target.name != reference and medians[reference]["rpc_per_s"]:
+                row["reference"] = reference
+                row["vs_reference"] = round(row["rpc_per_s"] / medians[reference]["rpc_per_s"], 3)
             summary.append(row)
     return summary
 
@@ -734,6 +810,8 @@ def line(row: dict[str, Any]) -> str:
     if row.get("server_us") is not None:
         cpu += f"  server {row['server_us']:.0f} us/call"
     ratio = f"  = {row['vs_echo']:.2f} x echo" if row.get("vs_echo") is not None else ""
+    if row.get("vs_reference") is not None:
+        ratio += f"  = {row['vs_reference']:.2f} x {row['reference']}"
     return (
         f"{row.get('server', ''):8} {row['scenario']:14} {row['rpc_per_s']:>9,.0f} rpc/s"
         f" {row['evals_per_s']:>11,.0f} evals/s  p50 {row['p50_ms']:.2f} ms"
@@ -788,6 +866,21 @@ def add_arguments(parser: argparse.ArgumentParser, *, target_required: bool = Tr
     )
     parser.add_argument("--rate", type=float, help="open loop: total calls per second")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    s = parser.add_argument_group("a secured target (README, Security)")
+    s.add_argument("--tls", action="store_true", help="TLS, trusting the system's roots")
+    s.add_argument("--tls-ca", metavar="FILE", help="TLS, trusting this CA (PEM)")
+    s.add_argument("--tls-cert", metavar="FILE", help="mutual TLS: the client certificate (PEM)")
+    s.add_argument("--tls-key", metavar="FILE", help="mutual TLS: the client's key (PEM)")
+    s.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the server's certificate carries, when not the target's host",
+    )
+    s.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="a token of the target's auth file, sent as authorization: Bearer on every call",
+    )
     w = parser.add_argument_group("what to ask (default: the benchmark flag set)")
     w.add_argument("--flag", help="Evaluate's flag")
     w.add_argument("--boolean-flag", help="ResolveBoolean's flag (default: --flag if given)")
@@ -812,6 +905,33 @@ def load_from_args(args: argparse.Namespace) -> Load:
     )
 
 
+def secure_from_args(args: argparse.Namespace) -> Secure:
+    """The Secure the options name; OSError for a file that cannot be read, ValueError for
+    options that do not go together."""
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    token = None
+    if args.token_file:
+        token = (read(args.token_file) or b"").decode().strip()
+        if not token:
+            raise ValueError(f"--token-file {args.token_file} is empty")
+    return Secure(
+        tls=bool(args.tls or args.tls_ca or args.tls_cert),
+        ca=read(args.tls_ca),
+        cert=read(args.tls_cert),
+        key=read(args.tls_key),
+        server_name=args.tls_server_name,
+        token=token,
+    )
+
+
 def workload_from_args(args: argparse.Namespace) -> Workload:
     """The Workload the options name; raises ValueError for a bad --context."""
     base = Workload()
@@ -833,7 +953,9 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
     )
 
 
-def run_cli(args: argparse.Namespace, targets: Sequence[Target]) -> int:
+def run_cli(
+    args: argparse.Namespace, targets: Sequence[Target], reference: str | None = None
+) -> int:
     """Run the scenarios the options name against ``targets``; print rows; exit status."""
     scenarios: tuple[str, ...] = args.scenario
     if args.rate:
@@ -848,7 +970,9 @@ def run_cli(args: argparse.Namespace, targets: Sequence[Target]) -> int:
             prefix = f"run {row['run']}: " if args.repeat > 1 else ""
             print(prefix + line(row), flush=True)
 
-    summary = run_matrix(targets, scenarios, load, workload, repeat=args.repeat, on_row=show)
+    summary = run_matrix(
+        targets, scenarios, load, workload, repeat=args.repeat, on_row=show, reference=reference
+    )
     if args.repeat > 1 or len(targets) > 1:
         if not args.json:
             print(f"\nmedians of {args.repeat} run(s):")
@@ -859,5 +983,5 @@ def run_cli(args: argparse.Namespace, targets: Sequence[Target]) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """``flagedge bench load``: load one running server."""
-    target = Target("target", args.target, tuple(args.server_pid))
+    target = Target("target", args.target, tuple(args.server_pid), secure=secure_from_args(args))
     return run_cli(args, [target])

@@ -39,6 +39,12 @@ def bearer(authorization: str | None) -> str | None:
     """The token of an ``authorization: Bearer TOKEN`` value; None when absent or malformed."""
     if not authorization:
         return None
+    if authorization[:7] == "Bearer ":
+        # The form grpc's access-token credentials send, checked without splitting: this
+        # runs on every call.
+        token = authorization[7:]
+        if token and " " not in token and token.isprintable():
+            return token
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:

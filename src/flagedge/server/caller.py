@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, Final
 
@@ -37,6 +37,7 @@ CALLER: ContextVar[Identity] = ContextVar("flagedge_caller", default=ANONYMOUS)
 
 # Security.authorize(scope, authorization): the Identity, or Unauthenticated/PermissionDenied.
 Authorize = Callable[[Scope, str | None], Identity]
+Peer = Callable[[], str]  # the caller's address, as grpc's context.peer() gives it
 
 DEFAULT_MAX_STREAMS: Final = 100
 # A refusal is logged at most once per reason in this many seconds (every one is counted in
@@ -87,30 +88,36 @@ class Gate:
 
     def admit(self, context: Any) -> Identity:
         """The caller of a call (its ``authorization`` metadata), or the refusal to raise."""
+        return self.check(context.invocation_metadata(), context.peer)
+
+    def check(self, metadata: Iterable[tuple[str, Any]] | None, peer: Peer) -> Identity:
+        """``admit`` on a call's metadata; ``peer()`` names the caller's address in a log
+        line, and is only asked when the call is refused."""
         authorization = None
-        for key, value in context.invocation_metadata() or ():
+        for key, value in metadata or ():
             if key == "authorization":
                 authorization = value
                 break
         try:
             identity = self._authorize(self.scope, authorization)
         except Unauthenticated as exc:
-            self._refused(exc.reason, context)
+            self._refused(exc.reason, peer)
             raise
         except PermissionDenied:
-            self._refused("scope", context)
+            self._refused("scope", peer)
             raise
         calls = self._calls
         calls[identity.name] = calls.get(identity.name, 0) + 1
         return identity
 
-    def _refused(self, reason: str, context: Any, name: str | None = None) -> None:
+    def _refused(self, reason: str, peer: Peer, name: str | None = None) -> None:
         self._failures[reason] = self._failures.get(reason, 0) + 1
         now = self._clock()
         if now - self._logged.get(reason, -LOG_EVERY) < LOG_EVERY:
             return
         self._logged[reason] = now
         who = f"{name!r} " if name else ""
+        address = peer()
         event(
             log,
             logging.WARNING,
@@ -119,11 +126,11 @@ class Gate:
             "flagedge_auth_failures_total and logged at most once a minute)",
             self.scope.value,
             who,
-            context.peer(),
+            address,
             _WORDS.get(reason, reason),
             reason=reason,
             scope=self.scope.value,
-            peer=context.peer(),
+            peer=address,
             **({"client": name} if name else {}),
         )
 
@@ -134,7 +141,7 @@ class Gate:
         held = self._open.get(name, 0)
         if self.max_streams and held >= self.max_streams:
             self._refused_streams[name] = self._refused_streams.get(name, 0) + 1
-            self._refused("streams", context, name)
+            self._refused("streams", context.peer, name)
             raise TooManyStreams(name, self.max_streams)
         self._open[name] = held + 1
         try:
