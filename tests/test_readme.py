@@ -343,7 +343,7 @@ def test_the_readme_runs_as_written_from_a_fresh_clone(session: Session) -> None
     for block in blocks:
         session.run_block(block)
     # What a reader is told to do, it did: the quick start, the first call, the flags file,
-    # the Redis control plane, a config file.
+    # the Redis control plane, a secured edge (TLS, a token) and its client, a config file.
     ran = " | ".join(session.ran)
     for command in (
         ".venv/bin/flagedge serve",
@@ -354,9 +354,12 @@ def test_the_readme_runs_as_written_from_a_fresh_clone(session: Session) -> None
         "flagedge push flags.json",
         "flagedge kill new-checkout --wait",
         "flagedge serve --config flagedge.yaml",
+        "flagedge token new --name checkout-service",
+        "flagedge serve --server-cert-path tls.crt",
+        "python: import grpc",
     ):
         assert command in ran
-    assert session.servers == 4
+    assert session.servers == 5
     assert len(session.skipped) == 5, session.skipped
 
 

@@ -25,7 +25,7 @@ def readme_acl() -> str:
     """The redis.conf lines under the README's ACL marker."""
     text = README.read_text()
     start = text.index("<!-- redis-acl:")
-    block = re.search(r"```conf\n(.*?)```", text[start:], re.S)
+    block = re.search(r"```\n(.*?)```", text[start:], re.S)
     assert block is not None, "the README's ACL block is missing"
     return block.group(1)
 
