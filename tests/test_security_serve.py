@@ -249,3 +249,26 @@ def test_bad_security_settings_are_refused_at_start_with_a_clear_message(tmp_pat
         assert words in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
     assert regular.read_text() == "keep me"
+
+
+def test_with_two_workers_worker_0_serves_the_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "flagedge.sock"
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps(FLAGS))
+    server = Server(
+        f"--flags={flags}",
+        "--port=0",
+        "--management-port=0",
+        "--workers=2",
+        f"--socket-path={path}",
+        "--socket-mode=0600",
+    )
+    try:
+        lines = [server.wait_for(SERVING).string for _ in range(2)]
+        assert sum(f"Unix socket {path}" in line for line in lines) == 1
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with Client(f"unix:{path}") as client:
+            assert client.evaluate("checkout-new").value is True
+    finally:
+        assert server.stop() == 0
+    assert not path.exists()
