@@ -452,3 +452,19 @@ def test_the_bearer_scheme_is_read_as_rfc_6750_writes_it() -> None:
     assert bearer("bearer abc") == bearer("  BEARER   abc  ") == "abc"
     for malformed in (None, "", "Bearer", "Bearer ", "Basic abc", "Bearer a b", "abc"):
         assert bearer(malformed) is None, malformed
+
+
+@async_test
+async def test_the_flagd_selector_still_applies_to_a_call_with_a_token(tmp_path: Path) -> None:
+    async with guarded(tmp_path) as (_, tokens, channel, _):
+        resolve = channel.unary_unary(
+            "/flagd.evaluation.v2.Service/ResolveBoolean",
+            request_serializer=v2.ResolveBooleanRequest.SerializeToString,
+            response_deserializer=v2.ResolveBooleanResponse.FromString,
+        )
+        metadata = (*bearer(tokens.full), ("flagd-selector", "flagSetId=other"))
+        answer = await resolve(v2.ResolveBooleanRequest(flag_key="other-set"), metadata=metadata)
+        assert answer.value is True
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await resolve(v2.ResolveBooleanRequest(flag_key="static-bool"), metadata=metadata)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND

@@ -30,7 +30,7 @@ from flagedge.errors import FlagdError
 from flagedge.metrics import EvaluationCounter
 from flagedge.model import ErrorCode, FlagType, Reason, Resolution, ValueKind
 from flagedge.server import status
-from flagedge.server.caller import CALLER, Views
+from flagedge.server.caller import CALLER, Views, metadata_of
 from flagedge.server.events import ChangeHub, Shutdown
 from flagedge.server.selector import ALL, Selection, selection_from_metadata
 from flagedge.snapshot import SnapshotHolder
@@ -86,7 +86,7 @@ class FlagdCore:
     def resolve(
         self, request: _Request, context: Context, flag_type: FlagType
     ) -> tuple[Resolution, Selection]:
-        selection = selection_from_metadata(context.invocation_metadata())
+        selection = selection_from_metadata(metadata_of(context))
         snap = self.views.of(status.current(self.holder))
         key = request.flag_key
         if selection is not ALL:
@@ -110,7 +110,7 @@ class FlagdCore:
 
     async def events(self, context: Context) -> AsyncIterator[tuple[str, Mapping[str, Any]]]:
         """(type, data) pairs for EventStream, in flagd's vocabulary."""
-        selection = selection_from_metadata(context.invocation_metadata())
+        selection = selection_from_metadata(metadata_of(context))
         who = CALLER.get()
         with self.hub.subscribe() as queue:
             yield "provider_ready", {}
@@ -311,7 +311,7 @@ class FlagdV1Servicer(_Servicer):
         Errored flags are included with reason ERROR and a zero value; flags that fall back
         to the client's default (no defaultVariant) are left out, as flagd does on v1."""
         core = self.core
-        selection = selection_from_metadata(context.invocation_metadata())
+        selection = selection_from_metadata(metadata_of(context))
         snap = core.views.of(status.current(core.holder))
         keys = [
             key

@@ -42,7 +42,7 @@ from flagedge.errors import (
     Unauthenticated,
 )
 from flagedge.model import ErrorCode
-from flagedge.server.caller import CALLER, Gate
+from flagedge.server.caller import CALLER, METADATA, Gate
 from flagedge.snapshot import Snapshot, SnapshotHolder
 
 log = logging.getLogger("flagedge.server")
@@ -157,18 +157,22 @@ def unary(
 
         return call
 
-    admit = gate.admit
+    check = gate.check
 
     async def guarded(request: Req | Rejected, context: Context) -> Resp:
+        metadata: Any = context.invocation_metadata() or ()  # aio stubs: a Metadata class
+        read = METADATA.set(metadata)
         try:
-            token = CALLER.set(admit(context))
+            who = CALLER.set(check(metadata, context.peer))
             try:
                 return handler(_accept(request), context)
             finally:
-                CALLER.reset(token)
+                CALLER.reset(who)
         except Exception as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises
+        finally:
+            METADATA.reset(read)
 
     return guarded
 
@@ -176,8 +180,9 @@ def unary(
 @contextlib.contextmanager
 def _admitted(gate: Gate | None, context: Context) -> Iterator[None]:
     """For a streaming call: check the caller, hold one of its stream slots, and make it the
-    CALLER of this call's task. grpc.aio gives every call its own task, so the ContextVar is
-    not reset afterwards (an async generator may be closed from another context)."""
+    CALLER of this call's task (Gate.admit keeps the METADATA it read). grpc.aio gives every
+    call its own task, so neither is reset afterwards (an async generator may be closed from
+    another context, where a reset would fail)."""
     if gate is None:
         yield
         return
