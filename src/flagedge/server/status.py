@@ -130,6 +130,8 @@ def unary(
     async def call(request: Req | Rejected, context: Context) -> Resp:
         try:
             return handler(_accept(request), context)
+        except grpc.aio.AbortError:
+            raise  # the handler set its status itself (context.abort)
         except Exception as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises
@@ -144,6 +146,8 @@ def server_stream(
         try:
             async for item in handler(_accept(request), context):
                 yield item
+        except grpc.aio.AbortError:
+            raise  # the handler set its status itself (a stream deadline, say)
         except Exception as exc:
             await _abort(context, exc)
 
@@ -161,6 +165,8 @@ def bidi_stream(
         try:
             async for request in requests:
                 yield handler(_accept(request), context)
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
             await _abort(context, exc)
 
