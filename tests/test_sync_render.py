@@ -25,7 +25,7 @@ from sync_reference import (
 from flagedge.model import Override, OverrideKind
 from flagedge.rendering import render_document, render_flag
 from flagedge.server.selector import ALL, parse_selector
-from flagedge.server.sync import Renderings
+from flagedge.server.sync import MAX_SELECTIONS, Renderings
 from flagedge.snapshot import Snapshot
 
 NOW = 1_700_000_000
@@ -338,3 +338,14 @@ def test_values_orjson_cannot_write_are_still_sent() -> None:
     }
     out = rendered(Snapshot.build(doc))
     assert out["flags"]["huge"]["variants"]["big"] == {"n": 2**70}
+
+
+def test_selectors_a_caller_invents_are_answered_but_not_all_remembered() -> None:
+    renderings = Renderings("flags.json", {})
+    snap = Snapshot.build(DOC)
+    for i in range(MAX_SELECTIONS * 3):
+        text = renderings.get(snap, parse_selector(f"flagSetId=set-{i}")).text
+        assert json.loads(text) == {"flags": {}}
+    assert len(renderings._by_selection) == MAX_SELECTIONS
+    shop = json.loads(renderings.get(snap, parse_selector("flagSetId=shop")).text)
+    assert set(shop["flags"]) == set(DOC["flags"])

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,16 @@ def sync_stream(port: int) -> tuple[grpc.Channel, Iterator[sync_pb2.SyncFlagsRes
     return channel, stub.SyncFlags(sync_pb2.SyncFlagsRequest(), timeout=30)
 
 
+def open_sync_streams(management_port: int) -> float:
+    """The /metrics gauge of open SyncFlags calls."""
+    url = f"http://127.0.0.1:{management_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    wanted = 'flagedge_active_streams{method="flagd.sync.v1.FlagSyncService/SyncFlags"} '
+    (line,) = [line for line in text.splitlines() if line.startswith(wanted)]
+    return float(line[len(wanted) :])
+
+
 def switch_of(message: sync_pb2.SyncFlagsResponse) -> Any:
     return json.loads(message.flag_configuration)["flags"]["switch"]
 
@@ -122,6 +133,7 @@ def test_serve_names_the_sync_port_and_sends_every_change_of_its_file(flag_file:
             assert switch_of(first)["source"] == str(flag_file)
             flag_file.write_text(json.dumps(flags_doc("off")))
             assert switch_of(next(stream))["defaultVariant"] == "off"
+            assert open_sync_streams(startup["management_port"]) == 1
             stream.cancel()
     finally:
         assert served.stop() == 0

@@ -16,7 +16,8 @@
         the same object, so a kill switch re-renders one flag, not the whole set
 
 Every call enters through :meth:`FlagSyncServicer.admit`, the one place where a per-call
-check (authentication, scope "sync") belongs. The configuration is the served state: the
+check (authentication, scope "sync") belongs; then :meth:`FlagSyncServicer.selection`
+reads its selector. The configuration is the served state: the
 definitions with their ops overrides written in, so in-process providers answer kill
 switches and rollouts as the edge does.
 """
@@ -45,6 +46,9 @@ from flagedge.wire import fill_struct
 Context = grpc.aio.ServicerContext[Any, Any]
 
 SERVICE = "flagd.sync.v1.FlagSyncService"
+# Renderings kept per snapshot, by selector. Selectors are the caller's to choose, so beyond
+# this many the others are rendered for each call instead of remembered.
+MAX_SELECTIONS = 64
 
 
 def _dump(value: Any) -> bytes:
@@ -83,7 +87,9 @@ class Renderings:
         which = (selection.flag_set_id, selection.source)
         found = self._by_selection.get(which)
         if found is None:
-            found = self._by_selection[which] = self._render(snap, selection)
+            found = self._render(snap, selection)
+            if len(self._by_selection) < MAX_SELECTIONS:
+                self._by_selection[which] = found
         return found
 
     def _fragments_of(self, snap: Snapshot) -> dict[str, tuple[CompiledFlag, bytes]]:
@@ -167,15 +173,21 @@ class FlagSyncServicer:
         self.renderings = renderings
         self.stream_deadline = stream_deadline
 
-    def admit(self, context: Context, selector: str = "") -> Selection:
-        """Every call starts here: the selection it may see (INVALID_ARGUMENT when the
-        selector is malformed). A per-call check (credentials, scope "sync") goes here."""
+    def admit(self, context: Context) -> None:
+        """Every call starts here, before it reads anything: the one place for a per-call
+        check (credentials, scope "sync"), which raises to refuse the call."""
+
+    @staticmethod
+    def selection(context: Context, selector: str) -> Selection:
+        """The flags a call may see: the Flagd-Selector header, else the request's field
+        (INVALID_ARGUMENT when malformed)."""
         return selection_for(context.invocation_metadata(), selector)
 
     async def SyncFlags(
         self, request: sync_pb2.SyncFlagsRequest, context: Context
     ) -> AsyncIterator[bytes]:
-        selection = self.admit(context, request.selector)
+        self.admit(context)
+        selection = self.selection(context, request.selector)
         hub = self.hub
         loop = asyncio.get_running_loop()
         ends = loop.time() + self.stream_deadline if self.stream_deadline > 0 else None
@@ -203,7 +215,8 @@ class FlagSyncServicer:
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, STREAM_DEADLINE)
 
     def FetchAllFlags(self, request: sync_pb2.FetchAllFlagsRequest, context: Context) -> bytes:
-        selection = self.admit(context, request.selector)
+        self.admit(context)
+        selection = self.selection(context, request.selector)
         return self.renderings.get(status.current(self.holder), selection).fetch_message
 
     def GetMetadata(
