@@ -9,17 +9,18 @@
     SnapshotHolder.install (any thread)
         ──call_soon_threadsafe──► SyncHub.wake (event loop): set every open stream's slot
     each SyncFlags stream: clear its slot, send the newest snapshot's rendering, wait
-        a slot is one flag, not a queue: a reader too slow to take every state skips to the
-        newest, never holds more than the message being written, and never delays the others
+        a slot says only "something changed", it is not a queue: a reader too slow to take
+        every state skips to the newest, never makes the edge hold more than the message
+        being written, and never delays the others
     Renderings: rendered (rendering.py) and serialized once per snapshot and selector,
         whichever stream asks first; each flag's JSON is reused while its CompiledFlag is
         the same object, so a kill switch re-renders one flag, not the whole set
 
 Every call enters through :meth:`FlagSyncServicer.admit`, the one place where a per-call
-check (authentication, scope "sync") belongs; then :meth:`FlagSyncServicer.selection`
-reads its selector. The configuration is the served state: the
-definitions with their ops overrides written in, so in-process providers answer kill
-switches and rollouts as the edge does.
+check (authentication, scope "sync") belongs; then :meth:`FlagSyncServicer.selection` reads
+its selector. The configuration is the served state, the definitions with their ops
+overrides written in, so in-process providers answer kill switches and rollouts as the edge
+does.
 """
 
 from __future__ import annotations
