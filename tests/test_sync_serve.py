@@ -198,7 +198,8 @@ def test_the_sync_port_defaults_to_flagds_and_resolves_like_any_setting(tmp_path
 def test_a_worker_keeps_its_sync_port_through_the_hand_off() -> None:
     worker = serve_config(env={}).for_worker(1, 2, "/tmp/x", 3)
     assert ServeConfig.from_json(worker.to_json()).sync_port == 3
-    assert ServeConfig.from_json(worker.for_worker(1, 2, "/tmp/x").to_json()).sync_port is None
+    off = worker.for_worker(1, 2, "/tmp/x", None)
+    assert ServeConfig.from_json(off.to_json()).sync_port is None
 
 
 @pytest.mark.parametrize(

@@ -126,7 +126,7 @@ class ServeConfig:
         return cls(**raw, redis=None if redis is None else RedisSource(**redis))
 
     def for_worker(
-        self, port: int, management_port: int, metrics_dir: str, sync_port: int | None = None
+        self, port: int, management_port: int, metrics_dir: str, sync_port: int | None
     ) -> ServeConfig:
         return dataclasses.replace(
             self,
