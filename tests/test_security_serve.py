@@ -7,6 +7,7 @@ at start with a clear message (exit 2)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import stat
 import subprocess
@@ -75,7 +76,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             {
                 "tokens": [
                     entry_for("checkout", team, ["evaluate"], flags=["checkout-"]),
-                    entry_for("platform", full, ["evaluate"]),
+                    entry_for("platform", full, ["evaluate", "sync"]),
                 ]
             }
         )
@@ -137,6 +138,30 @@ def test_the_grpc_port_answers_tls_with_a_token_and_refuses_plaintext(edge: Edge
         with pytest.raises(grpc.RpcError) as caught:
             client.evaluate("checkout-new")
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_sync_port_takes_the_same_tls_and_the_sync_scope(edge: Edge) -> None:
+    from flagedge._proto.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
+
+    found = re.search(r"sync on [^ ]+:(\d+)", edge.startup)
+    assert found, edge.startup
+    target = f"127.0.0.1:{found.group(1)}"
+    request = sync_pb2.FetchAllFlagsRequest()
+    with grpc.secure_channel(target, edge.credentials(edge.full_token)) as channel:
+        answer = sync_pb2_grpc.FlagSyncServiceStub(channel).FetchAllFlags(request, timeout=5)
+        assert set(json.loads(answer.flag_configuration)["flags"]) == set(FLAGS["flags"])
+    for credentials, code in (
+        (edge.credentials(edge.team_token), grpc.StatusCode.PERMISSION_DENIED),  # evaluate
+        (None, grpc.StatusCode.UNAVAILABLE),  # plaintext
+    ):
+        with (
+            grpc.insecure_channel(target)
+            if credentials is None
+            else grpc.secure_channel(target, credentials)
+        ) as channel:
+            with pytest.raises(grpc.RpcError) as caught:
+                sync_pb2_grpc.FlagSyncServiceStub(channel).FetchAllFlags(request, timeout=5)
+            assert caught.value.code() == code
 
 
 def test_the_unix_socket_is_plaintext_with_the_files_mode_and_still_wants_a_token(

@@ -219,6 +219,7 @@ class ServerMetrics:
         self.client_calls: dict[str, int] = {}
         self.auth_failures: dict[str, int] = {}
         self.streams_refused: dict[str, int] = {}
+        self.client_streams: dict[str, int] = {}  # open now, by client (the limit's count)
         self.holder: SnapshotHolder | None = None
         self.sync: SyncView | None = None
         self.last_apply = 0.0

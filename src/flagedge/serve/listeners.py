@@ -10,10 +10,13 @@
     ManagementListener   /healthz, /readyz, /metrics; starts first and stops last, so probes
                          answer while definitions load and while calls drain; plaintext and
                          open (probes), on --management-host when given
+    SyncListener         flagd.sync.v1 for in-process providers, health, reflection, on a
+                         gRPC server of its own (--sync-port; off: none); the same TLS, and
+                         the token check with scope sync
 
 Every listener reads the same ServeContext: one SnapshotHolder, one ServerMetrics, the
 Source, the Security (TLS material and token checks: serve/security.py) and a readiness
-check. A new front door (OFREP, flagd sync, admin) is one more class here with a factory in
+check. A new front door (OFREP, admin) is one more class here with a factory in
 ``LISTENERS``; it takes its TLS (``Security.grpc_credentials()`` or ``ssl_context()``) and
 its token check (``Security.authorize`` with its scope) from the Security, so that one set
 of options secures every port. The others do not change.
@@ -27,7 +30,7 @@ from typing import Protocol
 
 from ..metrics import ServerMetrics
 from ..server.management import ManagementServer, start_management
-from ..server.rpc import RunningServer, start_server
+from ..server.rpc import RunningServer, RunningSyncServer, start_server, start_sync_server
 from ..snapshot import SnapshotHolder
 from .config import ServeConfig
 from .security import Security
@@ -121,12 +124,44 @@ class ManagementListener:
             await self.server.close()
 
 
+class SyncListener:
+    name = "sync"
+    early = False
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.running: RunningSyncServer | None = None
+
+    async def start(self, context: ServeContext) -> None:
+        config = context.config
+        security = context.security
+        self.running = await start_sync_server(
+            context.holder,
+            self.host,
+            self.port,
+            source=context.source.name,
+            stream_deadline=config.stream_deadline,
+            reuse_port=config.worker,
+            metrics=context.metrics,
+            credentials=security.grpc_credentials(),
+            authorize=security.authorize if security.checks_tokens else None,
+            max_streams_per_token=config.security.max_streams_per_token,
+        )
+        self.port = self.running.port
+
+    async def stop(self, grace: float) -> None:
+        if self.running is not None:
+            await self.running.stop(grace)
+
+
 ListenerFactory = Callable[[ServeConfig], Listener | None]
 
 # In start order among their kind (early ones first, then the rest); None: disabled.
 LISTENERS: list[ListenerFactory] = [
     lambda c: ManagementListener(c.security.management_host or c.host, c.management_port),
     lambda c: GrpcListener(c.host, c.port),
+    lambda c: None if c.sync_port is None else SyncListener(c.host, c.sync_port),
 ]
 
 

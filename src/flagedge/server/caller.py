@@ -94,7 +94,8 @@ class Gate:
         self._calls = metrics.client_calls
         self._failures = metrics.auth_failures
         self._refused_streams = metrics.streams_refused
-        self._open: dict[str, int] = {}
+        # Open streams by name, one count per process: every listener's Gate shares it.
+        self._open = metrics.client_streams
         self._logged: dict[str, float] = {}
         self._clock = clock
 

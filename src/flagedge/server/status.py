@@ -151,6 +151,8 @@ def unary(
         async def call(request: Req | Rejected, context: Context) -> Resp:
             try:
                 return handler(_accept(request), context)
+            except grpc.aio.AbortError:
+                raise  # the handler set its status itself (context.abort)
             except Exception as exc:
                 await _abort(context, exc)
                 raise  # unreachable: abort raises
@@ -168,6 +170,8 @@ def unary(
                 return handler(_accept(request), context)
             finally:
                 CALLER.reset(who)
+        except grpc.aio.AbortError:
+            raise  # the handler set its status itself (context.abort)
         except Exception as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises
@@ -200,6 +204,8 @@ def server_stream(
             with _admitted(gate, context):
                 async for item in handler(_accept(request), context):
                     yield item
+        except grpc.aio.AbortError:
+            raise  # the handler set its status itself (a stream deadline, say)
         except Exception as exc:
             await _abort(context, exc)
 
@@ -219,6 +225,8 @@ def bidi_stream(
             with _admitted(gate, context):
                 async for request in requests:
                     yield handler(_accept(request), context)
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
             await _abort(context, exc)
 
