@@ -227,7 +227,12 @@ def growth(samples: Sequence[tuple[float, int]], warmup: float) -> dict[str, Any
         return {"start_kib": None, "end_kib": None, "growth": None}
     k = max(1, min(10, len(after) // 4))
     start, end = statistics.median(after[:k]), statistics.median(after[-k:])
-    return {"start_kib": start, "end_kib": end, "growth": round(end / start - 1, 4)}
+    return {
+        "start_kib": start,
+        "end_kib": end,
+        "max_kib": max(after),
+        "growth": round(end / start - 1, 4),
+    }
 
 
 def calibrate(
@@ -343,11 +348,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     written.append(outcome[1].version)
                 killed = not killed
 
+        loads: list[float] = []
+
         def sample() -> None:
             while not done.wait(1.0):
                 kib = _rss_kib(pid)
                 if kib is not None:
                     samples.append((time.monotonic() - start, kib))
+                loads.append(os.getloadavg()[0])
 
         # The streams and the writer run during the calibration too: the maximum is what
         # this edge answers while it also serves them.
@@ -401,7 +409,11 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             "secured": not args.plaintext,
             "duration_s": args.duration,
             "calibration": calibration,
-            "loadavg": {"start": load_start, "end": os.getloadavg()},
+            "loadavg": {
+                "start": round(load_start[0], 2),
+                "median": round(statistics.median(loads), 2) if loads else None,
+                "max": round(max(loads), 2) if loads else None,
+            },
             "rate": round(rate),
             "load": {
                 k: load[k]
