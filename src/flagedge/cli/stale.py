@@ -10,10 +10,11 @@ from typing import Any
 
 from .. import config
 from ..errors import DefinitionError, ExitCode, Refusal
-from ..lifecycle import Usage, find_stale, usage_note, window_days
+from ..lifecycle import Usage, stale_report
 from ..snapshot import Snapshot
 from ..store.file import load_document
-from ..store.plane import USAGE_RETENTION_DAYS, build_snapshot
+from ..store.plane import USAGE_RETENTION_DAYS
+from ..store.usage import stale_inputs
 from .common import out, settings
 from .control import connect
 
@@ -28,15 +29,9 @@ def _from_file(path: Path) -> Snapshot:
 def _from_redis(resolved: config.Settings, today: date, days: int) -> tuple[Snapshot, Usage]:
     admin, _env = connect(resolved)
     try:
-        raw = admin.read()
-        counts, since = admin.usage([d.isoformat() for d in window_days(today, days)])
+        return stale_inputs(admin, today, days)
     finally:
         admin.close()
-    try:
-        snap = build_snapshot(raw)
-    except DefinitionError as exc:
-        raise Refusal("the definitions in Redis are unusable", problems=exc.problems) from None
-    return snap, Usage.from_store(counts, since)
 
 
 def _today(text: str | None) -> date:
@@ -63,27 +58,9 @@ def cmd_stale(args: argparse.Namespace) -> int:
     else:
         raise Refusal("say where the definitions are: --flags FILE, or --redis URL --env NAME")
     flags = {key: flag.metadata for key, flag in snap.flags.items()}
-    candidates = find_stale(flags, today, days, usage)
-    note = usage_note(usage, today, days)
-    head = f"{source}, today {today.isoformat()}"
-    if not candidates:
-        lines = [f"no removal candidates ({head}); {note['text']}"]
-    else:
-        lines = [f"{len(candidates)} removal candidate(s) ({head}); {note['text']}"]
-        width = max(len(c.flag) for c in candidates)
-        for c in candidates:
-            lines.append(f"  {c.flag:<{width}}  {c.kind or '-':<10}  owner {c.owner or '-'}")
-            lines.extend(f"  {'':<{width}}    {f.rule}: {f.detail}" for f in c.findings)
-    body = {
-        "ok": True,
-        "source": source,
-        "today": today.isoformat(),
-        "days": days,
-        "usage": note,
-        "candidates": [c.to_json() for c in candidates],
-    }
-    out(args, body, "\n".join(lines))
-    return ExitCode.FAILED if candidates and args.fail else ExitCode.OK
+    report = stale_report(flags, source, today, days, usage)
+    out(args, report.to_json(), "\n".join(report.lines()))
+    return ExitCode.FAILED if report.candidates and args.fail else ExitCode.OK
 
 
 def add_command(sub: Any) -> None:
