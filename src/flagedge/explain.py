@@ -153,6 +153,8 @@ def _describe(node: Any, depth: int) -> str:
         return quote(node)
     op, args = next(iter(node.items()))
     a = args if isinstance(args, list) else [args]
+    if op == "$ref" and isinstance(args, str):
+        return f"{args} (shared rule)"
     if op == "var":
         path = a[0] if a else ""
         return f"{path}" if isinstance(path, str) and path else "(the whole context)"

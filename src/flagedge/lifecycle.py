@@ -185,6 +185,25 @@ class StaleReport:
             "candidates": [c.to_json() for c in self.candidates],
         }
 
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> StaleReport:
+        """The report as ``to_json`` wrote it (the admin service's answer)."""
+        return cls(
+            str(body["source"]),
+            date.fromisoformat(body["today"]),
+            int(body["days"]),
+            dict(body["usage"]),
+            tuple(
+                Candidate(
+                    c["flag"],
+                    c.get("kind"),
+                    c.get("owner"),
+                    tuple(Finding(f["rule"], f["detail"]) for f in c.get("findings", ())),
+                )
+                for c in body.get("candidates", ())
+            ),
+        )
+
     def lines(self) -> list[str]:
         head = f"{self.source}, today {self.today.isoformat()}"
         note = self.usage["text"]

@@ -4,19 +4,21 @@ with the edges' usage counts when Redis is given. Exit 1 with --fail when there 
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from .. import config
 from ..errors import DefinitionError, ExitCode, Refusal
-from ..lifecycle import Usage, stale_report
+from ..lifecycle import StaleReport, Usage, stale_report
 from ..snapshot import Snapshot
 from ..store.file import load_document
 from ..store.plane import USAGE_RETENTION_DAYS
 from ..store.usage import stale_inputs
 from .common import out, settings
 from .control import connect
+from .remote import connect_remote
 
 
 def _from_file(path: Path) -> Snapshot:
@@ -44,12 +46,18 @@ def _today(text: str | None) -> date:
 
 
 def cmd_stale(args: argparse.Namespace) -> int:
-    resolved = settings(args, [config.REDIS])
+    resolved = settings(args, [config.REDIS, config.ADMIN_CLIENT])
     today = _today(args.today)
     days = args.days
     if not 1 <= days <= USAGE_RETENTION_DAYS:
         raise Refusal(f"--days must be 1 to {USAGE_RETENTION_DAYS} (usage is kept that long)")
     usage: Usage | None = None
+    if args.flags is None and resolved["admin"]:
+        remote = connect_remote(resolved)
+        query = urllib.parse.urlencode({"days": days, "today": today.isoformat()})
+        report = StaleReport.from_json(remote.call("GET", remote.env_path(f"/stale?{query}")))
+        out(args, report.to_json(), "\n".join(report.lines()))
+        return ExitCode.FAILED if report.candidates and args.fail else ExitCode.OK
     if args.flags is not None:
         snap, source = _from_file(args.flags), str(args.flags)
     elif resolved["redis"] or resolved["sentinel"]:
@@ -69,7 +77,7 @@ def add_command(sub: Any) -> None:
         help="list removal candidates: expired toggles, unused flags, flags stuck on a variant",
     )
     p.add_argument("--flags", type=Path, metavar="FILE", help="definitions file (age rules only)")
-    config.add_options(p, [config.REDIS])
+    config.add_options(p, [config.REDIS, config.ADMIN_CLIENT])
     p.add_argument(
         "--days",
         type=int,

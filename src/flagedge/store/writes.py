@@ -60,6 +60,9 @@ class Plan:
     summary: str
 
 
+Outcome = tuple[Plan, WriteResult] | None  # what an operation did; None: nothing to do
+
+
 def _digest(definitions: bytes | None) -> str:
     if definitions is None:
         return ""
