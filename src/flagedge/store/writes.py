@@ -409,7 +409,13 @@ def plan_definition(
     if current == definition:
         return None
     doc["flags"][flag] = definition
-    definitions = orjson.dumps(doc)
+    try:
+        definitions = orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError) as exc:  # nesting past orjson's limit, NaN...
+        raise Refusal(
+            "the definition cannot be stored",
+            problems=(Problem(f"flags.{flag}", f"not storable as JSON: {exc}"),),
+        ) from None
     write = Write(
         expected=raw.version,
         kind=ChangeKind.DEFINITIONS,
