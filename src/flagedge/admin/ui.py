@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import jinja2
 import orjson
@@ -55,6 +55,8 @@ def _ago(seconds: float) -> str:
     return f"{delta / 3600:.1f} h ago"
 
 
+# A flag key is one path segment: "/" too is escaped (Jinja's urlencode keeps it).
+_templates.filters["keypath"] = lambda key: quote(str(key), safe="")
 _templates.filters["when"] = _when
 _templates.filters["ago"] = _ago
 _templates.filters["json"] = lambda v: orjson.dumps(v).decode()
