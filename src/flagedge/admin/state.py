@@ -113,14 +113,46 @@ def _meta(definition: dict[str, Any], name: str) -> str:
     return "" if value is None else str(value)
 
 
-def _typical(snap: Snapshot | None, key: str, now: int) -> str:
-    if snap is None:
-        return ""
-    counts: Counter[str] = Counter()
-    for tk in SAMPLE_KEYS:
-        r = snap.evaluate(key, {"targetingKey": tk}, now)
-        counts[orjson.dumps(r.value).decode() if r.variant is not None else "(default)"] += 1
-    return counts.most_common(1)[0][0]
+def _typicals(snap: Snapshot | None, keys: list[str], now: int) -> dict[str, str]:
+    """The value most of SAMPLE_KEYS get, per flag: one batch evaluation (columnar) for
+    all flags, so that 1,000 flags cost milliseconds, not a loop of calls."""
+    if snap is None or not keys:
+        return {}
+    known = [k for k in keys if k in snap.flags]
+    batch = snap.evaluate_batch(known, [{"targetingKey": tk} for tk in SAMPLE_KEYS], now)
+    out: dict[str, str] = {}
+    width = len(known)
+    for f, key in enumerate(known):
+        counts: Counter[int] = Counter(
+            batch.variant_index[c * width + f] for c in range(len(SAMPLE_KEYS))
+        )
+        index = counts.most_common(1)[0][0]
+        value = batch.value_tables[f][index] if index >= 0 else None
+        out[key] = orjson.dumps(value).decode() if index >= 0 else "(default)"
+    return out
+
+
+def _row(key: str, definition: dict[str, Any], ov: Override | None, typical: str) -> FlagRow:
+    return FlagRow(
+        key=str(key),
+        kind=_meta(definition, "kind"),
+        owner=_meta(definition, "owner"),
+        expires=_meta(definition, "expires"),
+        state=str(definition.get("state", "")),
+        override=describe_override(ov),
+        typical=typical,
+        description=_meta(definition, "description"),
+    )
+
+
+def _override(raw: RawState, key: str) -> Override | None:
+    ov_raw = raw.overrides.get(key)
+    if ov_raw is None:
+        return None
+    try:
+        return decode_override(ov_raw, key)
+    except DefinitionError:
+        return None
 
 
 def build_view(raw: RawState, now: float) -> View:
@@ -142,28 +174,42 @@ def build_view(raw: RawState, now: float) -> View:
             problems = tuple(str(p) for p in exc.problems)
     flags = document.get("flags") if isinstance(document.get("flags"), dict) else {}
     assert isinstance(flags, dict)
-    rows = []
-    for key, definition in flags.items():
-        if not isinstance(definition, dict):
-            continue
-        ov_raw = raw.overrides.get(key)
-        ov = None
-        if ov_raw is not None:
-            with contextlib.suppress(DefinitionError):
-                ov = decode_override(ov_raw, key)
-        rows.append(
-            FlagRow(
-                key=str(key),
-                kind=_meta(definition, "kind"),
-                owner=_meta(definition, "owner"),
-                expires=_meta(definition, "expires"),
-                state=str(definition.get("state", "")),
-                override=describe_override(ov),
-                typical=_typical(snap, key, int(now)),
-                description=_meta(definition, "description"),
-            )
-        )
+    keys = [k for k, d in flags.items() if isinstance(d, dict)]
+    typical = _typicals(snap, keys, int(now))
+    rows = [_row(k, flags[k], _override(raw, k), typical.get(k, "")) for k in keys]
     return View(raw.version, raw, document, snap, problems, tuple(rows), now)
+
+
+def with_overrides(old: View, raw: RawState, now: float) -> View | None:
+    """A new View when only overrides changed since ``old`` (a kill, a restore, a rollout
+    override): the compiled snapshot is rewrapped, not rebuilt, and only the changed flags'
+    rows are recomputed. None when the definitions changed too."""
+    if old.snapshot is None or raw.definitions != old.raw.definitions:
+        return None
+    changed = {k for k in set(raw.overrides) | set(old.raw.overrides)
+               if raw.overrides.get(k) != old.raw.overrides.get(k)}  # fmt: skip
+    updates: dict[str, Override | None] = {}
+    for key in changed:
+        if key in raw.overrides:
+            ov = _override(raw, key)
+            if ov is None:
+                return None  # corrupt: the full build reports it
+            updates[key] = ov
+        else:
+            updates[key] = None
+    try:
+        snap = old.snapshot.with_overrides(updates, raw.version)
+    except DefinitionError:
+        return None
+    flags = old.document.get("flags") or {}
+    typical = _typicals(snap, [k for k in changed if k in snap.flags], int(now))
+    rows = tuple(
+        _row(r.key, flags[r.key], _override(raw, r.key), typical.get(r.key, r.typical))
+        if r.key in changed
+        else r
+        for r in old.rows
+    )
+    return View(raw.version, raw, old.document, snap, old.problems, rows, now)
 
 
 class Environment:
@@ -188,7 +234,10 @@ class Environment:
                 current = self._view
                 if current is not None and current.version == version and not current.stale:
                     return current
-                view = build_view(self.admin.read(), time.time())
+                raw, now = self.admin.read(), time.time()
+                view = (None if current is None else with_overrides(current, raw, now)) or (
+                    build_view(raw, now)
+                )
                 self._view = view
                 return view
         except StoreUnavailable as exc:
