@@ -149,7 +149,7 @@ CONFIG = Option(
 
 LOGGING = Group(
     "Logging",
-    "serve",
+    "serve, admin",
     (
         Option(
             "log-level",
@@ -360,7 +360,7 @@ SECURITY = Group(
 
 DEFINITIONS = Group(
     "Definitions",
-    "validate, eval",
+    "validate, eval, explain",
     (
         Option(
             "fractional",
@@ -380,7 +380,7 @@ WRITES = Group(
             "actor",
             _text,
             None,
-            "who the audit stream records",
+            "who the audit stream records (through --admin, the token's identity instead)",
             default_text="$USER@host",
         ),
     ),
@@ -408,7 +408,8 @@ ADMIN = Group(
             "host",
             _text,
             "127.0.0.1",
-            "address the admin service listens on",
+            "address the admin service listens on (in a config file `host` and `port` are "
+            "serve's keys too: give the admin service its own file)",
             variable="FLAGEDGE_ADMIN_HOST",
         ),
         Option(
