@@ -73,7 +73,7 @@
   if (filter) {
     const q = filter.querySelector('input[name="q"]');
     const kind = filter.querySelector('select[name="kind"]');
-    const rows = Array.from(document.querySelectorAll("tr[data-flag]"));
+    const rows = Array.from(document.querySelectorAll("[data-flag]"));
     const count = filter.querySelector("[data-count]");
     const apply = () => {
       const text = q.value.trim().toLowerCase();
