@@ -11,8 +11,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m venv /opt/flagedge
-# README.m[d]: pyproject names README.md; the glob keeps the build working without one.
-COPY pyproject.toml README.m[d] ./
+# What the build reads: pyproject.toml (metadata), setup.py (the optional C extension),
+# LICENSE (license-files) and README.md (the long description).
+COPY pyproject.toml setup.py LICENSE README.md ./
 COPY src ./src
 RUN /opt/flagedge/bin/pip install --no-cache-dir .
 

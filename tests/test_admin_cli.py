@@ -228,3 +228,35 @@ def test_admin_takes_several_environments_from_the_variable(
         process.wait(20)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_token_new_adds_its_entry_to_an_auth_file_and_saves_the_token_privately(
+    tmp_path: Path,
+) -> None:
+    auth, saved = tmp_path / "auth.json", tmp_path / "alice.token"
+    code, out, _ = flagctl(
+        "token", "new", "--name", "alice", "--role", "editor", "--add-to", str(auth),
+        "--save", str(saved),
+    )  # fmt: skip
+    assert code == 0
+    token = saved.read_text().strip()
+    assert token not in out and saved.stat().st_mode & 0o077 == 0
+    from flagedge.auth import load_table
+
+    identity = load_table(auth).identify(token)
+    assert identity is not None and identity.name == "alice"
+    code, _, err = flagctl(
+        "token", "new", "--name", "alice", "--role", "viewer", "--add-to", str(auth)
+    )
+    assert code == 2 and "used twice" in err
+    assert len(json.loads(auth.read_text())["tokens"]) == 1
+
+
+def test_a_redis_named_on_the_command_line_beats_the_admin_variable(
+    through: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_url, _ = through
+    monkeypatch.setenv("FLAGEDGE_TOKEN", "not-a-token")  # would be refused by the service
+    code, out, err = flagctl("status", f"--redis={redis_url}", f"--env={ENV}")
+    assert code == 0, err
+    assert out.startswith(f"env '{ENV}': Redis at version")

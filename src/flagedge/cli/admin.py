@@ -18,6 +18,7 @@ from ..snapshot import Snapshot
 from ..store.file import load_document
 from ..store.plane import build_snapshot
 from .common import out, settings
+from .remote import use_admin
 
 GROUPS = [config.ADMIN, config.REDIS_CONNECTION, config.ADMIN_SECURITY, config.LOGGING]
 
@@ -40,7 +41,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise Refusal("--context is a JSON object")
     resolved = settings(args, [config.REDIS, config.ADMIN_CLIENT, config.DEFINITIONS])
     now = args.now if args.now is not None else int(time.time())
-    if args.flags is None and resolved["admin"]:
+    if args.flags is None and use_admin(resolved):
         from .remote import connect_remote
 
         remote = connect_remote(resolved)

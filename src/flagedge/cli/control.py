@@ -32,7 +32,7 @@ from ..store.file import load_document
 from ..store.plane import WriteResult
 from ..store.redis import AuditEntry, RedisAdmin, parse_target
 from .common import out, settings
-from .remote import Remote, connect_remote
+from .remote import Remote, connect_remote, use_admin
 
 Outcome = tuple[writes.Plan, WriteResult] | None
 
@@ -361,7 +361,7 @@ Command = Callable[[argparse.Namespace, Backend], int]
 
 def backend_for(resolved: config.Settings) -> Backend:
     """The admin service when --admin (FLAGEDGE_ADMIN_URL) is given, else Redis."""
-    if resolved["admin"]:
+    if use_admin(resolved):
         return Through(connect_remote(resolved))
     admin, env = connect(resolved)
     return Local(admin, env)

@@ -103,3 +103,13 @@ def token_of(resolved: config.Settings) -> str:
 
 def connect_remote(resolved: config.Settings) -> Remote:
     return Remote(resolved["admin"], token_of(resolved), resolved.get("env") or None)
+
+
+def use_admin(resolved: config.Settings) -> bool:
+    """Whether a command goes through the admin service: --admin (FLAGEDGE_ADMIN_URL) is
+    set, and Redis was not named on the command line (a deliberate --redis beats the
+    variable)."""
+    if not resolved["admin"]:
+        return False
+    origin = resolved.origin
+    return not (origin.get("redis") == "cli" and origin.get("admin") != "cli")

@@ -18,7 +18,7 @@ from ..store.plane import USAGE_RETENTION_DAYS
 from ..store.usage import stale_inputs
 from .common import out, settings
 from .control import connect
-from .remote import connect_remote
+from .remote import connect_remote, use_admin
 
 
 def _from_file(path: Path) -> Snapshot:
@@ -52,7 +52,7 @@ def cmd_stale(args: argparse.Namespace) -> int:
     if not 1 <= days <= USAGE_RETENTION_DAYS:
         raise Refusal(f"--days must be 1 to {USAGE_RETENTION_DAYS} (usage is kept that long)")
     usage: Usage | None = None
-    if args.flags is None and resolved["admin"]:
+    if args.flags is None and use_admin(resolved):
         remote = connect_remote(resolved)
         query = urllib.parse.urlencode({"days": days, "today": today.isoformat()})
         report = StaleReport.from_json(remote.call("GET", remote.env_path(f"/stale?{query}")))
