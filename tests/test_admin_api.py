@@ -451,3 +451,49 @@ def test_the_openapi_file_is_valid_json_with_every_write_documenting_403_and_409
         for method, op in item.items():
             if method in ("put",) or path.endswith(("/kill", "/restore", "/rollout", "/lists")):
                 assert {"403", "409", "503"} <= set(op["responses"]), (method, path)
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl)."""
+    import subprocess
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key",
+            "-out", "ca.crt", "-subj", "/CN=flagedge admin test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+            "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-out", "server.crt",
+            "-extfile", "san.ext")  # fmt: skip
+    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
+
+
+def test_with_a_certificate_the_service_speaks_https_only_and_the_cookie_is_secure(
+    tmp_path: Path,
+) -> None:
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary to make a test certificate with")
+    ca, cert, key = _certificates(tmp_path / "certs")
+    extra = (f"--server-cert-path={cert}", f"--server-key-path={key}")
+    with admin_stack(tmp_path, extra=extra) as (_server, admin):
+        assert admin.url.startswith("https://")
+        https = Http(admin.url, cafile=ca)
+        assert https.call("GET", f"/api/v1/envs/{ENV}/flags", token=VIEWER).status == 200
+        login = https.login(VIEWER)
+        assert login.status == 303 and "Secure" in login.headers["Set-Cookie"]
+        assert "max-age" in https.call("GET", "/login").headers["Strict-Transport-Security"]
+        plain = f"http://127.0.0.1:{admin.port}/login"
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(plain, timeout=5).read()

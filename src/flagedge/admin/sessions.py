@@ -72,10 +72,6 @@ class Sessions:
         if session_id:
             self._by_id.pop(session_id, None)
 
-    def expire_all(self) -> None:
-        """End every session (tests of expiry; an operator's emergency)."""
-        self._by_id.clear()
-
     def _expire(self, now: float) -> None:
         if len(self._by_id) > 1000:
             for sid in [k for k, s in self._by_id.items() if s.expires <= now]:

@@ -109,7 +109,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     token = str(form.get("token", "")).strip()
     try:
-        identity = service.identify.token(token)
+        service.identify.token(token)  # a known token, or no session
     except Unauthenticated:
         return render(request, "login.html", 401, error="that token is not valid")
     session = service.sessions.create(token)
@@ -123,7 +123,6 @@ async def login(request: web.Request) -> web.StreamResponse:
         secure=service.tls,
         path="/",
     )
-    del identity
     raise response
 
 
