@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from golden_cases import case_id, load_cases
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flagedge.explain import describe, explain, outline
 from flagedge.model import Override, OverrideKind, Reason
@@ -125,3 +127,109 @@ def test_rules_render_as_sentences() -> None:
         'email ends with "@flagedge.dev"',
         None,
     ]
+
+
+# -- random rules: the interpreter and the compiler agree beyond the golden cases -------------
+
+
+KEYS = ["plan", "age", "email", "targetingKey", "tags", "version", "nested.x"]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.sampled_from([0.5, -1.5, 2.0]),
+    st.sampled_from(["", "a", "pro", "1", "2.0.0", "@x.dev", "a@x.dev"]),
+)
+var = st.builds(lambda k: {"var": k}, st.sampled_from([*KEYS, "$flagd.flagKey", ""]))
+
+
+def _ops(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    two = st.tuples(children, children)
+    return st.one_of(
+        st.builds(
+            lambda op, ab: {op: list(ab)},
+            st.sampled_from(
+                [
+                    "==",
+                    "!=",
+                    "===",
+                    "!==",
+                    "<",
+                    "<=",
+                    ">",
+                    ">=",
+                    "+",
+                    "-",
+                    "*",
+                    "/",
+                    "%",
+                    "cat",
+                    "starts_with",
+                    "ends_with",
+                    "merge",
+                    "max",
+                    "min",
+                ]
+            ),
+            two,
+        ),
+        st.builds(lambda a, b, c: {"<": [a, b, c]}, children, children, children),
+        st.builds(
+            lambda op, xs: {op: xs}, st.sampled_from(["and", "or"]), st.lists(children, max_size=3)
+        ),
+        st.builds(lambda x: {"!": [x]}, children),
+        st.builds(lambda x: {"!!": x}, children),
+        st.builds(lambda a, xs: {"in": [a, xs]}, children, st.lists(scalars, max_size=3)),
+        st.builds(lambda a, b: {"in": [a, b]}, children, children),
+        st.builds(lambda xs: {"if": xs}, st.lists(children, max_size=5)),
+        st.builds(
+            lambda a, op, b: {"sem_ver": [a, op, b]},
+            children,
+            st.sampled_from(["=", "!=", "<", ">=", "^", "~", "?"]),
+            children,
+        ),
+        st.builds(lambda xs: {"missing": xs}, st.lists(st.sampled_from(KEYS), max_size=2)),
+        st.builds(lambda a, f: {"some": [a, f]}, children, children),
+        st.builds(lambda a, f: {"map": [a, {"var": ""}]}, children, children),
+        st.builds(lambda w: {"fractional": [["on", w], ["off", 100 - w]]}, st.integers(0, 100)),
+        st.builds(
+            lambda by, w: {"fractional": [by, ["on", w], ["off", 10]]}, children, st.integers(0, 10)
+        ),
+    )
+
+
+rules = st.recursive(st.one_of(scalars, var, st.sampled_from(["on", "off"])), _ops, max_leaves=12)
+contexts = st.fixed_dictionaries(
+    {},
+    optional={
+        "plan": scalars,
+        "age": scalars,
+        "email": scalars,
+        "targetingKey": st.sampled_from(["u1", "u2", "", "user-42"]),
+        "tags": st.lists(scalars, max_size=3),
+        "version": st.sampled_from(["1.2.3", "2.0.0", "v1", "x"]),
+        "nested": st.fixed_dictionaries({"x": scalars}),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules, contexts, st.sampled_from(["v2", "v3"]))
+def test_explain_agrees_with_the_engine_on_random_rules(
+    rule: Any, ctx: dict[str, Any], scheme: str
+) -> None:
+    doc = {
+        "flags": {
+            "f": {
+                "state": "ENABLED",
+                "variants": {"on": True, "off": False, "1": True, "true": False, "a": True},
+                "defaultVariant": "off",
+                "targeting": rule if isinstance(rule, dict) else {"if": [True, rule]},
+            }
+        }
+    }
+    snap = Snapshot.build(doc, fractional=scheme)
+    hot = snap.evaluate("f", ctx, NOW)
+    slow = explain(snap, "f", ctx, NOW).resolution
+    assert (slow.reason, slow.variant, slow.error_code) == (hot.reason, hot.variant, hot.error_code)
+    assert _same(slow.value, hot.value)
