@@ -58,6 +58,23 @@ def _port(text: str) -> int:
     return value
 
 
+# What a port option that can be switched off holds when it is off ("off" on the command line,
+# in the environment and in a config file).
+OFF = -1
+
+
+def _listener_port(text: str) -> int:
+    """A port for a listener that can be turned off: 0 or off turns it off (as flagd's
+    option); any binds a free port (what tests and supervised workers on port 0 need)."""
+    word = text.strip().lower()
+    if word == "off":
+        return OFF
+    if word == "any":
+        return 0
+    value = _port(text)
+    return OFF if value == 0 else value
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -120,7 +137,12 @@ class Option:
                 value = _flag(raw) if self.switch else self.parse(raw)
             elif self.switch and isinstance(raw, bool):
                 value = raw
-            elif isinstance(raw, bool | list | dict) or raw is None:
+            elif isinstance(raw, bool):
+                raise ValueError(
+                    f"{raw!r} is not a value for this option (YAML reads unquoted on/off/yes/no "
+                    "as booleans: quote them)"
+                )
+            elif isinstance(raw, list | dict) or raw is None:
                 raise ValueError(f"{raw!r} is not a value for this option")
             else:  # a YAML/TOML number: check it as its text would be
                 value = self.parse(str(raw))
@@ -266,6 +288,14 @@ SERVE = Group(
             metavar="PORT",
         ),
         Option(
+            "sync-port",
+            _listener_port,
+            8015,
+            "gRPC port for flagd's sync service (flagd.sync.v1), which in-process providers "
+            "read; 0 or off: none; any: a free port",
+            metavar="PORT",
+        ),
+        Option(
             "workers",
             _count,
             None,
@@ -285,8 +315,8 @@ SERVE = Group(
             "stream-deadline",
             _seconds,
             0.0,
-            "seconds after which a flagd EventStream ends with DEADLINE_EXCEEDED, as "
-            "flagd's option; 0: never",
+            "seconds after which a flagd EventStream or SyncFlags stream ends with "
+            "DEADLINE_EXCEEDED, as flagd's option; 0: never",
             metavar="S",
         ),
         Option(

@@ -24,7 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def add_command(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve flags over gRPC (flagedge.v1 and flagd evaluation v1/v2)",
+        help="serve flags over gRPC (flagedge.v1, flagd evaluation v1/v2 and flagd sync)",
         description="Serve flags over gRPC, from a file (--flags, default the bundled "
         "examples) or from the Redis control plane (--redis URL --env NAME).",
     )
