@@ -134,3 +134,61 @@ def test_a_definition_set_may_choose_the_v2_scheme_in_its_metadata() -> None:
     )
     assert v2.scheme.value == "v2" and v3.scheme.value == "v3"
     assert differ > 40  # two schemes, two independent assignments
+
+
+def test_a_document_that_is_not_an_object_is_refused_at_its_root() -> None:
+    for document in (None, "flags", 3, ["not", "an", "object"]):
+        with pytest.raises(DefinitionError) as info:
+            Snapshot.build(document)  # type: ignore[arg-type]
+        (problem,) = info.value.problems
+        assert problem.path == "" and "must be an object" in problem.message
+
+
+def test_flags_may_be_an_array_of_keyed_flags_each_located_by_its_index() -> None:
+    flag = {"state": "ENABLED", "variants": {"on": True}, "defaultVariant": "on"}
+    snap = Snapshot.build({"flags": [{"key": "a", **flag}, {"key": "b", **flag}]})
+    assert snap.keys == ("a", "b")
+    with pytest.raises(DefinitionError) as info:
+        Snapshot.build({"flags": [{"key": "a", **flag}, flag, "x", {"key": "a", **flag}]})
+    assert [str(p) for p in info.value.problems] == [
+        "flags[1].key: is required and must be a string",
+        "flags[2].key: is required and must be a string",
+        'flags[3]: duplicate flag key "a"',
+    ]
+
+
+def test_an_expiry_must_be_an_iso_date_or_date_time_string() -> None:
+    def expires(value: Any) -> list[str]:
+        flag = {"state": "ENABLED", "variants": {"on": True}, "metadata": {"expires": value}}
+        try:
+            Snapshot.build({"flags": {"f": flag}})
+        except DefinitionError as exc:
+            return [str(p) for p in exc.problems]
+        return []
+
+    assert expires("2026-03-01") == [] and expires("2026-03-01T12:30:00") == []
+    assert expires(20260301) == [
+        "flags.f.metadata.expires: 20260301 is not an ISO date (YYYY-MM-DD)"
+    ]
+    assert expires("2026-03-01Tnoon") == [
+        'flags.f.metadata.expires: "2026-03-01Tnoon" is not an ISO date (YYYY-MM-DD)'
+    ]
+
+
+def test_a_value_json_cannot_write_is_quoted_as_python_writes_it() -> None:
+    # A document built in Python may hold values JSON has no word for; messages still name them.
+    snap = Snapshot.build(
+        {
+            "flags": {
+                "f": {
+                    "state": "ENABLED",
+                    "variants": {"on": True},
+                    "defaultVariant": "on",
+                    "targeting": {"$ref": b"shared"},
+                }
+            }
+        }
+    )
+    assert [str(p) for p in snap.problems] == [
+        "flags.f.targeting: $ref to a missing evaluator b'shared'"
+    ]

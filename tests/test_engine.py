@@ -158,3 +158,11 @@ def test_evaluate_all_agrees_with_evaluate(
     listed = snap.evaluate_all(ctx, NOW, keys=keys)
     assert listed == [snap.evaluate(k, ctx, NOW) for k in keys]
     assert listed[0].error_code is ErrorCode.FLAG_NOT_FOUND
+
+
+def test_snapshot_is_still_importable_from_the_engine_as_the_readme_once_said() -> None:
+    from flagedge import engine
+
+    assert engine.Snapshot is Snapshot
+    with pytest.raises(AttributeError):
+        _ = engine.NoSuchName  # type: ignore[attr-defined]

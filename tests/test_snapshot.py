@@ -5,6 +5,7 @@ docstring says, and removing one restores the original answers."""
 from __future__ import annotations
 
 import copy
+import gc
 from typing import Any
 
 import pytest
@@ -130,6 +131,59 @@ def test_unsubscribed_listeners_hear_nothing() -> None:
     stop()
     holder.install(Snapshot.build(doc(), version=2))
     assert heard == [1]
+
+
+def test_a_snapshot_built_with_overrides_keeps_those_for_absent_flags_until_they_return() -> None:
+    gone = {"state": "ENABLED", "variants": {"x": 1, "y": 2}, "defaultVariant": "x"}
+    kills = {"checkout": Override(OverrideKind.KILL), "gone": Override(OverrideKind.KILL, "y")}
+    snap = Snapshot.build(doc(), overrides=kills, version=3)
+    assert snap.evaluate("checkout", {"plan": "premium"}, NOW).reason is Reason.DISABLED
+    assert set(snap.overrides) == {"checkout", "gone"}
+    back = snap.with_document(doc(extra={"gone": gone}), 4)
+    res = back.evaluate("gone", {}, NOW)
+    assert (res.value, res.variant, res.reason) == (2, "y", Reason.DISABLED)
+    # Removing the override of a flag that is not there forgets it.
+    assert "gone" not in snap.with_overrides({"gone": None}, 4).overrides
+
+
+def test_a_snapshot_built_with_an_override_that_cannot_apply_is_refused() -> None:
+    with pytest.raises(DefinitionError) as err:
+        Snapshot.build(doc(), overrides={"static": Override(OverrideKind.KILL, variant="z")})
+    assert [str(p) for p in err.value.problems] == [
+        'overrides.static.variant: "z" is not a variant (a, b)'
+    ]
+    with pytest.raises(DefinitionError, match='no flag named "gone"'):
+        Snapshot.build(doc()).with_overrides({"gone": Override(OverrideKind.KILL)}, 2)
+
+
+def test_a_snapshot_says_what_it_holds() -> None:
+    snap = Snapshot.build(doc(), version=7).with_overrides(
+        {"static": Override(OverrideKind.KILL)}, 8
+    )
+    assert repr(snap) == "<Snapshot v8 flags=2 overrides=1 scheme=v3>"
+
+
+def test_building_a_snapshot_leaves_the_garbage_collector_as_it_found_it() -> None:
+    was = gc.isenabled()
+    try:
+        gc.disable()
+        Snapshot.build(doc())
+        assert not gc.isenabled()
+        gc.enable()
+        Snapshot.build(doc())
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_unsubscribing_twice_is_harmless() -> None:
+    holder = SnapshotHolder()
+    heard: list[int] = []
+    stop = holder.subscribe(lambda snap, keys: heard.append(snap.version))
+    stop()
+    stop()
+    holder.install(Snapshot.build(doc(), version=1))
+    assert heard == []
 
 
 # -- overrides, for any document of the grammar ----------------------------------------------
