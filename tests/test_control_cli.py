@@ -5,10 +5,13 @@ report. A real redis-server, real edges, the real command line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from flagedge.store.plane import Keys
 from tests.support.cli import flagctl
@@ -125,3 +128,101 @@ def test_audit_shows_who_changed_what_filtered_by_flag(
     entries = json.loads(out)["entries"]
     assert [e["action"] for e in entries] == ["restore", "kill", "kill", "push"]
     assert all(e["actor"] == "ana@ops" for e in entries)
+
+
+def test_a_write_that_changes_nothing_says_so_and_writes_nothing(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    assert push(redis_server, tmp_path, document(a="on")) == 1
+    code, out, _ = ctl(redis_server, "push", str(tmp_path / "flags.json"))
+    assert (code, out) == (0, "definitions unchanged; nothing written\n")
+    code, out, _ = ctl(redis_server, "restore", "a", "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "ok": True,
+        "changed": False,
+        "message": "a has no override; nothing to restore",
+    }
+    with contextlib.closing(redis_server.client()) as r:
+        assert r.get(Keys(ENV).version) == b"1"
+
+
+def test_a_rollout_takes_a_percentage_with_or_without_its_sign(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    doc = document(plain="off", exp="off")
+    doc["flags"]["exp"]["targeting"] = {"fractional": [["on", 5], ["off", 95]]}
+    push(redis_server, tmp_path, doc)
+    code, out, _ = ctl(redis_server, "rollout", "exp", "25%")
+    assert code == 0 and out.startswith("rollout exp: on 25% (fractional weights)")
+    code, out, _ = ctl(redis_server, "rollout", "plain", "10", "--json")
+    assert code == 0 and json.loads(out)["action"] == "rollout"
+    with pytest.raises(SystemExit) as usage:  # argparse's own refusal: exit 2
+        ctl(redis_server, "rollout", "plain", "ten")
+    assert usage.value.code == 2
+    code, out, _ = ctl(redis_server, "audit", "--limit", "2")
+    assert code == 0
+    assert [line.split()[3:5] for line in out.splitlines()] == [
+        ["rollout", "plain"],
+        ["rollout", "exp"],
+    ]
+    assert '[["on",5],["off",95]] -> [["on",25],["off",75]]' in out
+
+
+def test_get_shows_each_flag_with_its_override_even_a_corrupt_one(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    push(redis_server, tmp_path, document(a="on", b="off"))
+    assert ctl(redis_server, "kill", "a")[0] == 0
+    code, out, _ = ctl(redis_server, "get")
+    assert code == 0
+    assert out.splitlines() == [
+        f"env '{ENV}' at version 2, 2 flag(s)",
+        "  a: ENABLED, default on",
+        '    override: {"kind":"kill"}',
+        "  b: ENABLED, default off",
+    ]
+    code, out, _ = ctl(redis_server, "get", "a", "--json")
+    assert json.loads(out)["flags"] == {
+        "a": {
+            "definition": document(a="on")["flags"]["a"],
+            "override": {"kind": "kill"},
+        }
+    }
+    with contextlib.closing(redis_server.client()) as r:
+        r.hset(Keys(ENV).overrides, "b", b"garbage")
+    code, out, _ = ctl(redis_server, "get", "b")
+    assert code == 0 and '  override: {"corrupt":"garbage"}' in out.splitlines()
+    code, _, err = ctl(redis_server, "get", "nope")
+    assert code == 2 and "no flag named 'nope'" in err and "defined: a, b" in err
+
+
+def test_status_with_no_live_edges_is_converged(redis_server: RedisServer, tmp_path: Path) -> None:
+    push(redis_server, tmp_path, document(a="on"))
+    code, out, _ = ctl(redis_server, "status", "--wait", "--timeout", "0.2")
+    assert (code, out) == (0, f"env '{ENV}': Redis at version 1, 0 live edge(s), all converged\n")
+    code, out, _ = ctl(redis_server, "status", "--json")
+    assert json.loads(out) == {"env": ENV, "version": 1, "converged": True, "edges": []}
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (("get", "--env", ENV), "no Redis given: --redis URL or FLAGEDGE_REDIS_URL"),
+        (("get", "--redis", "redis://127.0.0.1:1"), "no environment given: --env NAME"),
+        (("get", "--redis", "http://x", "--env", ENV), "bad Redis address: 'http://x' is not"),
+    ],
+)
+def test_a_command_without_a_usable_redis_or_environment_is_refused(
+    argv: tuple[str, ...], says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("FLAGEDGE_REDIS_URL", "FLAGEDGE_ENV", "FLAGEDGE_SENTINEL", "FLAGEDGE_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+    code, out, err = flagctl(*argv)
+    assert code == 2 and says in err and out == ""
+    code, out, _ = flagctl(*argv, "--json")
+    assert code == 2 and json.loads(out) == {
+        "ok": False,
+        "error": err.removeprefix("flagedge: ").strip(),
+        "problems": [],
+    }

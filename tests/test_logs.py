@@ -67,7 +67,9 @@ def _serve_quietly(path: Path, management: int) -> ServeProcess:
             raise AssertionError(f"serve exited with {served.process.returncode}:\n{served.text()}")
         try:
             with urllib.request.urlopen(ready, timeout=5) as response:
-                if response.status == 200:
+                # Ready, and this process (one worker: no supervisor), not one that took
+                # the port first.
+                if json.loads(response.read())["pid"] == served.process.pid:
                     return served
         except OSError:  # not listening yet
             pass

@@ -5,14 +5,17 @@ Real processes, text logs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from flagedge.client import Client
+from flagedge.serve import loop
 from tests.support.documents import switch
 from tests.support.processes import SERVING_TEXT, ServeProcess
 
@@ -74,3 +77,38 @@ def test_an_invalid_file_is_rejected_and_the_last_good_flags_keep_serving(
 def test_sigterm_drains_and_exits_cleanly(server: tuple[ServeProcess, int]) -> None:
     process, _ = server
     assert process.stop() == 0
+
+
+# -- the event loop ---------------------------------------------------------------------------
+
+
+async def _answer() -> str:
+    await asyncio.sleep(0)
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
+def test_the_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for() -> None:
+    pytest.importorskip("uvloop")
+    assert loop.loop_name() == loop.loop_name("auto") == loop.loop_name("uvloop") == "uvloop"
+    assert loop.loop_name("asyncio") == "asyncio"
+    assert loop.run(_answer()) == "uvloop"
+    assert loop.run(_answer(), "asyncio") == "asyncio"
+
+
+def test_an_unknown_event_loop_is_refused_before_anything_runs() -> None:
+    with pytest.raises(ValueError, match="auto, uvloop or asyncio, not 'trio'"):
+        loop.loop_name("trio")
+    main = _answer()
+    with pytest.raises(ValueError):
+        loop.run(main, "trio")
+    assert main.cr_frame is None  # closed, not left to be reported as never awaited
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    assert loop.loop_name("auto") == "asyncio"
+    assert loop.run(_answer()) == "asyncio"
+    with pytest.raises(ImportError):
+        loop.run(_answer(), "uvloop")
