@@ -40,7 +40,7 @@ def test_any_document_builds_or_is_refused_with_located_problems(doc: Any) -> No
     assert doc == before or json.dumps(doc, default=str) == json.dumps(before, default=str)
 
 
-def test_refusal_is_located() -> None:
+def test_a_refusal_locates_each_problem_by_its_path() -> None:
     with pytest.raises(DefinitionError) as info:
         Snapshot.build({"flags": {"f": {"state": "MAYBE", "variants": {"a": 1}}}})
     assert [p.path for p in info.value.problems] == ["flags.f.state"]

@@ -54,7 +54,7 @@ def evaluate_case(case: dict[str, Any], doc: dict[str, Any]) -> Resolution:
 
 
 @pytest.mark.parametrize(("case", "doc"), _params())
-def test_golden_case(case: dict[str, Any], doc: dict[str, Any]) -> None:
+def test_each_golden_case_gives_flagds_answer(case: dict[str, Any], doc: dict[str, Any]) -> None:
     expect = case["expect"]
     got = evaluate_case(case, doc)
     label = case["name"]

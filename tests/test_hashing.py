@@ -34,16 +34,16 @@ VECTORS = load_hash_vectors()["murmur3_v2"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["input"] for v in VECTORS])
-def test_murmur3_vector(vector: dict[str, Any]) -> None:
+def test_hash_v2_gives_each_golden_murmur3_vector(vector: dict[str, Any]) -> None:
     assert hash_v2(vector["input"]) == vector["hash"]
 
 
-def test_there_are_five_murmur3_vectors() -> None:
+def test_the_murmur3_vectors_cover_zero_one_and_the_32_bit_edges() -> None:
     assert len(VECTORS) == 5
     assert {v["hash"] for v in VECTORS} == {0, 1, 2**31 - 1, 2**31, 2**32 - 1}
 
 
-def test_murmur3_hash_vectors() -> None:
+def test_the_mmh3_library_gives_the_golden_murmur3_vectors_too() -> None:
     """The vectors themselves: the mmh3 library gives the same hashes."""
     mmh3 = pytest.importorskip("mmh3")
     vectors = load_hash_vectors()
@@ -54,7 +54,9 @@ def test_murmur3_hash_vectors() -> None:
 
 @settings(max_examples=5, deadline=None)
 @given(prefix=st.text(min_size=0, max_size=6), flag_key=st.text(min_size=1, max_size=8))
-def test_fractional_v3_split_and_stability(prefix: str, flag_key: str) -> None:
+def test_a_v3_split_gives_each_bucket_its_share_and_each_user_one_bucket(
+    prefix: str, flag_key: str
+) -> None:
     doc = {
         "flags": {
             flag_key: {

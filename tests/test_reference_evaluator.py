@@ -57,7 +57,9 @@ def _resolve(doc: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("stem", "case", "doc"), _params())
-def test_golden_case_matches_reference(stem: str, case: dict, doc: dict) -> None:
+def test_the_reference_gives_each_agreeing_golden_cases_answer(
+    stem: str, case: dict, doc: dict
+) -> None:
     expect = case["expect"]
     got = _resolve(doc, case)
     for field in ("reason", "errorCode", "variant"):
@@ -200,7 +202,7 @@ def test_conditions_agree_as_boolean_shorthand(rule: Any, ctx: dict, key: str) -
 
 @settings(max_examples=_EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frac=fractional(), ctx=context, key=st.sampled_from(FLAG_KEYS))
-def test_fractional_v3_agrees(frac: dict[str, Any], ctx: dict, key: str) -> None:
+def test_fractional_v3_agrees_with_the_reference(frac: dict[str, Any], ctx: dict, key: str) -> None:
     doc = {
         "flags": {
             key: {

@@ -85,7 +85,7 @@ def test_the_pure_python_paths_pass_the_golden_cases_too() -> None:
     root = Path(__file__).resolve().parent.parent
     # The core's specifications, with fewer hypothesis examples than here: the golden cases
     # are what must pass; the properties only look for a pure-path crash.
-    env = dict(os.environ, FLAGEDGE_PURE_PYTHON="1", FLAGEDGE_PROP_EXAMPLES="25")
+    env = dict(os.environ, FLAGEDGE_PURE_PYTHON="1", FLAGEDGE_PROP_EXAMPLES="10")
     out = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),

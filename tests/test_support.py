@@ -22,7 +22,7 @@ def test_same_json_is_strict_about_booleans() -> None:
     assert not same_json(True, 1) and not same_json(0, False) and not same_json([1], [True])
 
 
-def test_golden_cases_are_well_formed() -> None:
+def test_every_golden_case_is_well_formed() -> None:
     assert len(ALL) >= 150
     reasons = {"STATIC", "TARGETING_MATCH", "DEFAULT", "DISABLED", "ERROR"}
     codes = {None, "FLAG_NOT_FOUND", "PARSE_ERROR", "TYPE_MISMATCH", "GENERAL"}
