@@ -49,11 +49,13 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from redis_helpers import RedisServer, free_port, wait_until
 
 from flagedge.cli import build_parser
 from flagedge.client import Client
 from flagedge.model import Reason
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -369,7 +371,7 @@ class Session:
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
     acl = "user default off\nuser ops on >secret ~* &* +@all\n"
-    redis = RedisServer(tmp_path / "redis", config=acl).start()
+    redis = RedisServer(tmp_path / "redis", config=acl, username="ops", password="secret").start()
     home = tmp_path / "clone"
     home.mkdir()
     reader = Session(home, redis)

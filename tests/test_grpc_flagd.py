@@ -12,13 +12,14 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
-from server_helpers import DOCUMENT, async_test, build, serving
 
 from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
 from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2_grpc as v1_grpc
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
 from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import DOCUMENT, build
+from tests.support.server import async_test, serving
 
 VERSIONS = {"v1": (v1, v1_grpc), "v2": (v2, v2_grpc)}
 

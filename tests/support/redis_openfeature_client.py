@@ -1,4 +1,4 @@
-"""A child process for test_redis_cluster: the OpenFeature SDK with the flagd provider (RPC
+"""A child process for tests/test_control_cli.py: the OpenFeature SDK with the flagd provider (RPC
 mode) on one edge, port argv[1], reading boolean flag argv[2].
 
 Protocol on stdout, one JSON object a line: the flag's details once the provider is ready

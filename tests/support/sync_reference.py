@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import mmh3
-from golden_cases import load_cases
 from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import FlagNotFoundError, GeneralError, ParseError, TypeMismatchError
 
 from flagedge.model import FlagType
 from flagedge.snapshot import Snapshot
+from tests.support.golden import load_cases
 
 ERRORS = (
     (FlagNotFoundError, "FLAG_NOT_FOUND"),
@@ -93,17 +93,6 @@ def edge_answer(snap: Snapshot, key: str, context: dict[str, Any], kind: str, no
         "errorCode": None,
         "metadata": dict(r.metadata),
     }
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """JSON equality that does not confuse booleans with numbers."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
 
 
 def golden_groups() -> list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]]:

@@ -1,20 +1,17 @@
-"""Shared pieces for the server tests: a flag document covering every row of the flagd
-result table, and a real server on port 0 around a SnapshotHolder."""
+"""Flag documents the tests share, and the one fixed clock of the in-process tests.
+
+DOCUMENT         a flag for every row of flagd's result table (docs/flagd-compat.md 1.6)
+build()          DOCUMENT (or another document) as a Snapshot
+document(a="on") boolean flags named by keyword, each defaulting to the variant given
+switch("on")     one boolean flag, "switch" (switch_and_other: and a string flag)
+TOGGLES          a toggle of each kind (release, ops, permission), for usage and stale
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import grpc
-
-from flagedge.server import Limits, RunningServer, start_server
-from flagedge.server.management import start_management
-from flagedge.snapshot import Snapshot, SnapshotHolder
+from flagedge.snapshot import Snapshot
 
 NOW = 1_700_000_000
 
@@ -94,52 +91,72 @@ def build(document: dict[str, Any] | None = None, version: int = 1) -> Snapshot:
     return Snapshot.build(document or DOCUMENT, version=version)
 
 
-def async_test(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
-    """Run an async test function in a fresh event loop (no pytest-asyncio here)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 60))
-
-    return wrapper
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    holder: SnapshotHolder | None = None,
-    *,
-    limits: Limits | None = None,
-    keepalive_interval: float = 20.0,
-    stream_deadline: float = 0.0,
-    management: bool = False,
-    source: str | None = "flags.json",
-) -> AsyncIterator[tuple[RunningServer, grpc.aio.Channel]]:
-    holder = holder or SnapshotHolder(build())
-    server = await start_server(
-        holder,
-        limits=limits,
-        keepalive_interval=keepalive_interval,
-        stream_deadline=stream_deadline,
-        source=source,
-        clock=lambda: NOW,
-    )
-    probe = None
-    if management:
-        probe = await start_management(
-            "127.0.0.1", 0, server.serving, metrics=server.metrics.exposition
-        )
-    server.management_port = None if probe is None else probe.port  # type: ignore[attr-defined]
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    try:
-        yield server, channel
-    finally:
-        await channel.close(None)
-        await server.stop(1)
-        if probe is not None:
-            await probe.close()
+def document(**defaults: str) -> dict[str, Any]:
+    """Boolean flags named by keyword, each defaulting to the variant given."""
+    return {
+        "flags": {
+            key: {
+                "state": "ENABLED",
+                "variants": {"on": True, "off": False},
+                "defaultVariant": default,
+            }
+            for key, default in defaults.items()
+        }
+    }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def switch(default: str) -> dict[str, Any]:
+    """One boolean flag, "switch", defaulting to the variant given ("on" or "off")."""
+    return {
+        "flags": {
+            "switch": {
+                "state": "ENABLED",
+                "variants": {"on": True, "off": False},
+                "defaultVariant": default,
+            }
+        }
+    }
+
+
+def switch_and_other(default: str) -> dict[str, Any]:
+    """ "switch" as in :func:`switch`, and a string flag "other" (variants a and b)."""
+    doc = switch(default)
+    doc["flags"]["other"] = {
+        "state": "ENABLED",
+        "variants": {"a": "A", "b": "B"},
+        "defaultVariant": "a",
+    }
+    return doc
+
+
+# A toggle of each kind (metadata.kind): "mixed" serves "on" to beta users, the others one
+# variant each.
+TOGGLES: dict[str, Any] = {
+    "flags": {
+        "mixed": {
+            "state": "ENABLED",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "off",
+            "targeting": {"if": [{"==": [{"var": "beta"}, True]}, "on", "off"]},
+            "metadata": {"kind": "release"},
+        },
+        "stuck": {
+            "state": "ENABLED",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "on",
+            "metadata": {"kind": "release"},
+        },
+        "kill-switch": {
+            "state": "ENABLED",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "on",
+            "metadata": {"kind": "ops"},
+        },
+        "forgotten": {
+            "state": "ENABLED",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "off",
+            "metadata": {"kind": "permission"},
+        },
+    }
+}

@@ -1,18 +1,14 @@
-"""The native flagedge.v1 API through flagedge.client, plus health, reflection and the
-management port, all against real servers on port 0."""
+"""The native flagedge.v1 API (flagedge.server.native) through flagedge.client, against real
+servers on port 0: typed values, problems as data, batches, streams, Watch and deadlines."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from server_helpers import DOCUMENT, NOW, async_test, build, serving
 
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.client import AsyncClient, Client
@@ -21,6 +17,8 @@ from flagedge.server import Limits, status
 from flagedge.server.events import ChangeHub
 from flagedge.server.native import NativeServicer
 from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import DOCUMENT, NOW, build
+from tests.support.server import async_test, serving
 
 
 def target(port: int) -> str:
@@ -200,54 +198,6 @@ class TestWatch:
             change = await anext(events)
             await events.aclose()
         assert (change.snapshot_version, change.changed_keys) == (3, ("static-bool",))
-
-
-class TestOperations:
-    @async_test
-    async def test_health_reports_serving_for_the_server_and_each_service(self) -> None:
-        async with serving() as (_, channel):
-            stub = health_pb2_grpc.HealthStub(channel)
-            for service in ("", "flagedge.v1.Evaluation", "flagd.evaluation.v2.Service"):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
-                assert reply.status == health_pb2.HealthCheckResponse.SERVING
-
-    @async_test
-    async def test_reflection_lists_the_services(self) -> None:
-        async with serving() as (_, channel):
-            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-
-            async def ask() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
-                yield reflection_pb2.ServerReflectionRequest(list_services="")
-
-            replies = [r async for r in stub.ServerReflectionInfo(ask())]
-        names = {s.name for s in replies[0].list_services_response.service}
-        assert {
-            "flagedge.v1.Evaluation",
-            "flagd.evaluation.v1.Service",
-            "flagd.evaluation.v2.Service",
-            "grpc.health.v1.Health",
-        } <= names
-
-    @async_test
-    async def test_the_management_port_answers_healthz_and_readyz(self) -> None:
-        async with serving(management=True) as (server, _):
-            port = server.management_port
-            assert port is not None
-            answers = {path: await http_get(port, path) for path in ("/healthz", "/readyz", "/x")}
-        assert answers["/healthz"][0] == 200
-        assert json.loads(answers["/readyz"][1])["status"] == "ready"
-        assert answers["/x"][0] == 404
-
-
-async def http_get(port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 class _ExpiredDeadline:

@@ -10,11 +10,11 @@ import json
 import sys
 from pathlib import Path
 
-from server_helpers import DOCUMENT, async_test, build, serving
-
 from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import DOCUMENT, build
+from tests.support.server import async_test, serving
 
-CHILD = Path(__file__).with_name("openfeature_client.py")
+CHILD = Path(__file__).parent / "support" / "openfeature_client.py"
 
 
 @async_test

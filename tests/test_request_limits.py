@@ -7,13 +7,13 @@ from typing import Any
 
 import grpc
 import pytest
-from server_helpers import async_test, serving
 
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge._proto.flagedge.v1 import flagedge_pb2_grpc as pb_grpc
 from flagedge.server import Limits
+from tests.support.server import async_test, serving
 
 LIMITS = Limits(
     max_message_bytes=20_000, max_batch_cells=10, max_context_depth=4, max_context_bytes=1_000

@@ -1,4 +1,4 @@
-"""A child process for test_server_openfeature: the OpenFeature SDK with the flagd provider in
+"""A child process for tests/test_openfeature_rpc.py: the OpenFeature SDK with the flagd provider in
 RPC mode, talking to a flagedge server on the port given as argv[1].
 
 It runs in its own process because the provider bundles its own compiled flagd protos, and
