@@ -18,7 +18,7 @@
    same as the CLI's (the same write path), under 5 ms on a machine with spare cores.
 
 Everything runs on loopback and stops at the end: one redis-server, three edges, one admin
-service, one headless chromium. It reuses the tests' process helpers (tests/).
+service, one headless chromium. It reuses the tests' process helpers (tests.support).
 """
 
 from __future__ import annotations
@@ -28,19 +28,16 @@ import contextlib
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from admin_helpers import TOKENS, admin_stack
-from redis_helpers import edges, flagctl
-
 from flagedge.store.redis import RedisAdmin, parse_target
+from tests.support.admin import TOKENS, admin_stack
+from tests.support.cli import flagctl
+from tests.support.processes import edges
 
 ENV = "prod"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

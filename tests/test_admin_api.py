@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from admin_helpers import NAMES, PERMISSION_DOC, TOKENS, AdminProcess, Http, admin_stack
-from redis_helpers import RedisServer, wait_until
 
 from flagedge.admin.service import make_app
+from tests.support.admin import NAMES, PERMISSION_DOC, TOKENS, AdminProcess, Http, admin_stack
+from tests.support.redis_server import RedisServer
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

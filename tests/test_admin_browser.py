@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from admin_helpers import NAMES, PERMISSION_DOC, TOKENS, AdminProcess, Http, admin_stack
-from redis_helpers import Edge, RedisServer, edges, wait_until
+
+from tests.support.admin import NAMES, PERMISSION_DOC, TOKENS, AdminProcess, Http, admin_stack
+from tests.support.processes import Edge, edges
+from tests.support.redis_server import RedisServer
+from tests.support.wait import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ENV = "prod"
@@ -106,7 +109,10 @@ def shoot(page: Any, name: str) -> None:
 
 
 def confirm(page: Any) -> None:
-    page.locator('[data-action="confirm"]:visible').click()
+    """Confirm a write; the page reloads to show it (waited for, so that the next step
+    acts on the new page, not the old one)."""
+    with page.expect_navigation():
+        page.locator('[data-action="confirm"]:visible').click()
 
 
 def values(started: list[Edge], flag: str, context: dict[str, Any] | None = None) -> list[Any]:

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from admin_helpers import NAMES, PERMISSION_DOC, TOKENS, AdminProcess, admin_stack
-from redis_helpers import RedisServer, flagctl, free_port
+
+from tests.support.admin import NAMES, PERMISSION_DOC, TOKENS, AdminProcess, admin_stack
+from tests.support.cli import flagctl
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 ENV = "prod"
@@ -206,7 +209,7 @@ def test_admin_refuses_to_start_without_an_auth_file_or_an_environment(tmp_path:
 def test_admin_takes_several_environments_from_the_variable(
     stack: tuple[RedisServer, AdminProcess], tmp_path: Path
 ) -> None:
-    from admin_helpers import Http, write_auth_file
+    from tests.support.admin import Http, write_auth_file
 
     auth = write_auth_file(tmp_path / "auth.json")
     process = subprocess.Popen(

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from golden_cases import case_id, load_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flagedge.explain import describe, explain, outline
 from flagedge.model import Override, OverrideKind, Reason
 from flagedge.snapshot import Snapshot
+from tests.support.golden import case_id, load_cases
 
 _CASES = load_cases()
 NOW = 1_700_000_000

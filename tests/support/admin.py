@@ -1,6 +1,6 @@
-"""Real processes for the admin service's tests: ``flagedge admin`` as a child process on a
-free port, an auth file with a token per role, and a small HTTP caller (urllib: no mocks).
-Redis and edges come from redis_helpers."""
+"""The admin service's tests' parts: ``flagedge admin`` as a child process on a free port,
+an auth file with a token per role, a small HTTP caller (urllib: no mocks) and a whole stack
+(redis-server, pushed flags, the admin). Edges come from tests.support.processes."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis_helpers import RedisServer, flagctl
-
 from flagedge.auth import entry_for
+from tests.support.cli import flagctl
+from tests.support.redis_server import RedisServer
 
 LISTENING = re.compile(r"admin service on (https?)://[^:]+:(\d+)")
 
