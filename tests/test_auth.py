@@ -145,32 +145,3 @@ def test_token_new_without_a_scope_or_role_is_refused() -> None:
         text=True,
     )
     assert done.returncode == 2 and "--scope or --role" in done.stderr
-
-
-def _token_new(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flagedge", "token", "new", *args],
-        capture_output=True,
-        text=True,
-    )
-
-
-@pytest.mark.parametrize("name", ["auth.json", "auth.yaml"])
-def test_token_new_add_to_writes_the_entry_and_prints_only_the_token(
-    tmp_path: Path, name: str
-) -> None:
-    path = tmp_path / name
-    first = _token_new("--name", "checkout", "--scope", "evaluate", "--add-to", str(path))
-    second = _token_new("--name", "sync", "--scope", "sync", "--add-to", str(path))
-    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
-    table = AuthFile(path).table
-    for done, who in ((first, "checkout"), (second, "sync")):
-        token = done.stdout.strip()
-        assert done.stdout == token + "\n" and token not in path.read_text()
-        found = table.identify(token)
-        assert found is not None and found.name == who
-    # The same name twice would make the file invalid: refused, and the file is unchanged.
-    before = path.read_bytes()
-    again = _token_new("--name", "sync", "--scope", "sync", "--add-to", str(path))
-    assert again.returncode == 2 and "used twice" in again.stderr and again.stdout == ""
-    assert path.read_bytes() == before

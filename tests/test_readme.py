@@ -10,7 +10,9 @@ fresh clone (``src/`` and ``.venv/`` linked to this checkout's), with real serve
   replaces it (a reader stops one before starting the next), and the session waits for its
   ``/readyz``.
 - Ports: the documented 8013 and 8014 become free ports, in the text and as
-  ``FLAGEDGE_PORT``/``FLAGEDGE_MANAGEMENT_PORT`` for a bare ``flagedge serve``. The Redis
+  ``FLAGEDGE_PORT``/``FLAGEDGE_MANAGEMENT_PORT`` for a bare ``flagedge serve``; the admin
+  service's 8017 too. ``flagedge admin`` runs in the background until the session ends,
+  and the session waits until it listens. The Redis
   URL's ``redis.internal:6379`` becomes a redis-server this test starts, with the README's
   ACL user.
 - ``python`` blocks run as scripts; a ``print(...)  # TEXT`` line must print TEXT.
@@ -47,11 +49,13 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from redis_helpers import RedisServer, free_port, wait_until
 
 from flagedge.cli import build_parser
 from flagedge.client import Client
 from flagedge.model import Reason
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -151,7 +155,9 @@ class Session:
     port: int = field(default_factory=free_port)
     management_port: int = field(default_factory=free_port)
     sync_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    admin: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
     server_log: Path | None = None
     servers: int = 0
@@ -181,6 +187,7 @@ class Session:
         text = re.sub(r"\b8013\b", str(self.port), text)
         text = re.sub(r"\b8014\b", str(self.management_port), text)
         text = re.sub(r"\b8015\b", str(self.sync_port), text)
+        text = re.sub(r"\b8017\b", str(self.admin_port), text)
         return text.replace("redis.internal:6379", f"127.0.0.1:{self.redis.port}")
 
     # -- blocks ------------------------------------------------------------------------------
@@ -220,6 +227,8 @@ class Session:
                 self.env[name] = value
         elif is_serve(argv):
             self.serve(command)
+        elif argv[:2] == ["flagedge", "admin"]:
+            self.start_admin(command)
         elif argv[0] == "grpcurl":
             self.grpcurl(argv)
         else:
@@ -286,6 +295,36 @@ class Session:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
+    def start_admin(self, command: str) -> None:
+        assert self.admin is None, "the README starts one admin service"
+        log_path = self.home / "admin.log"
+        with log_path.open("wb") as log:
+            self.admin = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=self.home,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def listening() -> bool:
+            assert self.admin is not None
+            if self.admin.poll() is not None:
+                raise AssertionError(f"flagedge admin exited:\n{log_path.read_text()}")
+            return "admin service on" in log_path.read_text()
+
+        wait_until(f"`{command}` to listen", listening, 60)
+
+    def stop_admin(self) -> None:
+        if self.admin is not None and self.admin.poll() is None:
+            self.admin.send_signal(signal.SIGTERM)
+            try:
+                self.admin.wait(30)
+            except subprocess.TimeoutExpired:
+                self.admin.kill()
+                self.admin.wait(10)
+        self.admin = None
+
     def stop_server(self) -> None:
         if self.server is None:
             return
@@ -332,7 +371,7 @@ class Session:
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
     acl = "user default off\nuser ops on >secret ~* &* +@all\n"
-    redis = RedisServer(tmp_path / "redis", config=acl).start()
+    redis = RedisServer(tmp_path / "redis", config=acl, username="ops", password="secret").start()
     home = tmp_path / "clone"
     home.mkdir()
     reader = Session(home, redis)
@@ -340,6 +379,7 @@ def session(tmp_path: Path) -> Iterator[Session]:
         yield reader
     finally:
         reader.stop_server()
+        reader.stop_admin()
         with contextlib.suppress(Exception):
             redis.kill()
 
@@ -363,6 +403,9 @@ def test_the_readme_runs_as_written_from_a_fresh_clone(session: Session) -> None
         "flagedge token new --name checkout-service",
         "flagedge serve --server-cert-path tls.crt",
         "python: import grpc",
+        "flagedge admin --env prod --auth-file auth.json",
+        "flagedge restore new-checkout --wait",
+        "flagedge explain new-checkout",
     ):
         assert command in ran
     assert session.servers == 5

@@ -7,56 +7,28 @@ environment."""
 from __future__ import annotations
 
 import json
-import re
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-from redis_helpers import Edge, RedisServer, document, flagctl, wait_until
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.support.cli import flagctl
+from tests.support.documents import document
+from tests.support.processes import Edge
+from tests.support.redis_acl import AclRedis, start_acl_redis
+from tests.support.wait import wait_until
+
 ENV = "prod"
 
 
-def readme_acl() -> str:
-    """The redis.conf lines under the README's ACL marker."""
-    text = README.read_text()
-    start = text.index("<!-- redis-acl:")
-    block = re.search(r"```\n(.*?)```", text[start:], re.S)
-    assert block is not None, "the README's ACL block is missing"
-    return block.group(1)
-
-
-@dataclass
-class Acl:
-    redis: RedisServer
-    edge_password: str
-    writer_password: str
-
-    def url(self, user: str, password: str) -> str:
-        return f"redis://{user}:{password}@127.0.0.1:{self.redis.port}"
-
-    @property
-    def edge_url(self) -> str:
-        return self.url("flagedge-edge-prod", self.edge_password)
-
-    @property
-    def writer_url(self) -> str:
-        return self.url("flagedge-writer-prod", self.writer_password)
-
-
 @pytest.fixture
-def acl(tmp_path: Path) -> Iterator[Acl]:
-    edge, writer = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    config = readme_acl().replace("EDGE_PASSWORD", edge).replace("WRITER_PASSWORD", writer)
-    server = RedisServer(tmp_path / "redis", config=config).start()
+def acl(tmp_path: Path) -> Iterator[AclRedis]:
+    server = start_acl_redis(tmp_path / "redis")
     try:
-        yield Acl(server, edge, writer)
+        yield server
     finally:
-        server.kill()
+        server.server.kill()
 
 
 def _push(url: str, tmp_path: Path, env: str = ENV, **defaults: str) -> tuple[int, str, str]:
@@ -66,7 +38,7 @@ def _push(url: str, tmp_path: Path, env: str = ENV, **defaults: str) -> tuple[in
 
 
 def test_an_edge_as_the_edge_user_serves_and_applies_a_kill_from_the_writer_user(
-    acl: Acl, tmp_path: Path
+    acl: AclRedis, tmp_path: Path
 ) -> None:
     code, _, err = _push(acl.writer_url, tmp_path, a="on", b="on")
     assert code == 0, err
@@ -83,7 +55,7 @@ def test_an_edge_as_the_edge_user_serves_and_applies_a_kill_from_the_writer_user
         assert edge.value("b") is True
 
         # Usage reports (HINCRBY, EXPIRE, SET NX) went through as the edge user.
-        admin = acl.redis.client(username="flagedge-writer-prod", password=acl.writer_password)
+        admin = acl.server.client(username="flagedge-writer-prod", password=acl.writer_password)
         wait_until(
             "the edge's usage report",
             lambda: list(admin.scan_iter(match=f"flagedge:{ENV}:usage:2*")),
@@ -94,7 +66,7 @@ def test_an_edge_as_the_edge_user_serves_and_applies_a_kill_from_the_writer_user
 
 
 def test_the_edge_user_cannot_write_and_a_push_with_it_is_refused_clearly(
-    acl: Acl, tmp_path: Path
+    acl: AclRedis, tmp_path: Path
 ) -> None:
     code, _, err = _push(acl.writer_url, tmp_path, a="on")
     assert code == 0, err
@@ -114,7 +86,7 @@ def test_the_edge_user_cannot_write_and_a_push_with_it_is_refused_clearly(
     assert code == 0, err
     assert json.loads(out)["flags"]["a"]["definition"]["defaultVariant"] == "on"
 
-    edge = acl.redis.client(username="flagedge-edge-prod", password=acl.edge_password)
+    edge = acl.server.client(username="flagedge-edge-prod", password=acl.edge_password)
     for forbidden in (
         lambda: edge.set(f"flagedge:{ENV}:definitions", "{}"),
         lambda: edge.hset(f"flagedge:{ENV}:overrides", "a", "{}"),
@@ -127,7 +99,7 @@ def test_the_edge_user_cannot_write_and_a_push_with_it_is_refused_clearly(
             forbidden()
 
 
-def test_neither_user_reaches_another_environment(acl: Acl, tmp_path: Path) -> None:
+def test_neither_user_reaches_another_environment(acl: AclRedis, tmp_path: Path) -> None:
     code, _, err = _push(acl.writer_url, tmp_path, env="staging", a="on")
     assert code == 2 and "refused the command" in err, err
     edge = Edge(acl.edge_url, "staging", tmp_path / "lkg.json")

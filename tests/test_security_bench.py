@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server_cli import SERVING, Server
-from tls_helpers import Authority
 
 from flagedge.auth import entry_for, new_token
 from flagedge.bench.load import bench_doc
+from tests.support.processes import SERVING_TEXT, ServeProcess
+from tests.support.tls import Authority
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Pat
     token_file.write_text(token)
     flags = directory / "flags.json"
     flags.write_text(json.dumps(bench_doc()))
-    server = Server(
+    server = ServeProcess(
         f"--flags={flags}",
         "--port=0",
         "--management-port=0",
@@ -38,8 +38,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Pat
         f"--server-cert-path={cert}",
         f"--server-key-path={key}",
         f"--auth-file={auth}",
+        text=True,
     )
-    port = int(server.wait_for(SERVING).group(2))
+    port = int(server.next_line(SERVING_TEXT).group(2))
     yield port, ca.write(directory / "ca.crt"), token_file
     server.stop()
 

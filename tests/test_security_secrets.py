@@ -19,12 +19,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from redis_helpers import REDIS_SERVER, Edge, RedisServer, document, free_port, wait_until
-from test_redis_acl import readme_acl
-from tls_helpers import Authority
 
 from flagedge.auth import entry_for, new_token
 from flagedge.client import Client, channel_credentials
+from tests.support.documents import document
+from tests.support.ports import free_port
+from tests.support.processes import Edge
+from tests.support.redis_acl import ADMIN, start_acl_redis
+from tests.support.redis_server import RedisServer
+from tests.support.tls import Authority
+from tests.support.wait import wait_until
 
 ENV = "prod"
 SERVING = r"serving gRPC on [^ ]+:(\d+), management on [^ ]+:(\d+)"
@@ -41,37 +45,29 @@ def _get(url: str) -> str:
 
 @contextlib.contextmanager
 def sentinel(directory: Path, master_port: int, own_password: str, monitor: str) -> Iterator[int]:
-    """A sentinel with a password of its own, watching the master as mymaster."""
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = directory / "sentinel.conf"
-    conf.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-        f"logfile {directory / 'sentinel.log'}\n"
-        f"requirepass {own_password}\n"
+    """A sentinel with a password of its own, watching the master as mymaster (it signs in
+    to the master as the test's administrator)."""
+    server = RedisServer(
+        directory,
+        sentinel=True,
+        password=own_password,
+        config=f"requirepass {own_password}\n"
         f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
         "sentinel down-after-milliseconds mymaster 60000\n"
-        "sentinel auth-user mymaster sentinel-monitor\n"
-        f"sentinel auth-pass mymaster {monitor}\n"
-    )
-    process = subprocess.Popen([REDIS_SERVER, str(conf), "--sentinel"])
+        f"sentinel auth-user mymaster {ADMIN}\n"
+        f"sentinel auth-pass mymaster {monitor}\n",
+    ).start()
     try:
-        import redis
 
         def knows_master() -> bool:
-            if process.poll() is not None:
-                raise AssertionError((directory / "sentinel.log").read_text(errors="replace"))
-            client = redis.Redis(port=port, password=own_password, socket_timeout=5)
-            with contextlib.closing(client):
+            with contextlib.closing(server.client()) as client:
                 reply = client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
             return reply is not None and int(reply[1]) == master_port
 
         wait_until("the sentinel to know the master", knows_master, 15)
-        yield port
+        yield server.port
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
+        server.kill()
 
 
 def _cli(*args: str, env: dict[str, str]) -> str:
@@ -89,11 +85,10 @@ def _cli(*args: str, env: dict[str, str]) -> str:
 def test_no_secret_appears_in_any_log_metric_probe_heartbeat_audit_or_message(
     tmp_path: Path,
 ) -> None:
-    edge_pw, writer_pw = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
-    monitor_pw, sentinel_pw = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
-    config = readme_acl().replace("EDGE_PASSWORD", edge_pw).replace("WRITER_PASSWORD", writer_pw)
-    config += f"user sentinel-monitor on >{monitor_pw} ~* &* +@all\n"
-    redis_server = RedisServer(tmp_path / "redis", config=config).start()
+    sentinel_pw = secrets.token_urlsafe(18)
+    acl = start_acl_redis(tmp_path / "redis")
+    redis_server = acl.server
+    edge_pw, writer_pw, monitor_pw = acl.edge_password, acl.writer_password, acl.admin_password
 
     ca = Authority()
     issued = ca.issue("edge")
@@ -111,8 +106,7 @@ def test_no_secret_appears_in_any_log_metric_probe_heartbeat_audit_or_message(
             }
         )
     )
-    edge_url = f"redis://flagedge-edge-prod:{edge_pw}@127.0.0.1:{redis_server.port}"
-    writer_url = f"redis://flagedge-writer-prod:{writer_pw}@127.0.0.1:{redis_server.port}"
+    edge_url, writer_url = acl.edge_url, acl.writer_url
     writer_env = {"FLAGEDGE_REDIS_URL": writer_url, "FLAGEDGE_ENV": ENV}
     outputs: dict[str, str] = {}
 
@@ -173,7 +167,7 @@ def test_no_secret_appears_in_any_log_metric_probe_heartbeat_audit_or_message(
                 outputs["unreachable"] = _cli(
                     "status", env={**writer_env, "FLAGEDGE_REDIS_URL": gone}
                 )
-                monitor = redis_server.client(username="sentinel-monitor", password=monitor_pw)
+                monitor = redis_server.client()
                 with contextlib.closing(monitor):
                     usage = f"flagedge:{ENV}:usage:2*"
                     wait_until("usage reports", lambda: list(monitor.scan_iter(match=usage)))
@@ -184,7 +178,7 @@ def test_no_secret_appears_in_any_log_metric_probe_heartbeat_audit_or_message(
                     outputs[f"{name} /readyz"] = _get(
                         f"http://127.0.0.1:{edge.management_port}/readyz"
                     )
-                outputs["redis data"] = _dump(redis_server, monitor_pw)
+                outputs["redis data"] = _dump(redis_server)
             finally:
                 for name, edge in edges.items():
                     edge.stop()
@@ -209,7 +203,7 @@ def test_no_secret_appears_in_any_log_metric_probe_heartbeat_audit_or_message(
         "the edge user's Redis password": edge_pw,
         "the writer user's Redis password": writer_pw,
         "the sentinel password": sentinel_pw,
-        "the sentinel's monitoring password": monitor_pw,
+        "the test administrator's password (the sentinel signs in with it)": monitor_pw,
         "a client token": token,
         "a prefix-limited client token": team_token,
         "an unknown token presented in calls": stranger,
@@ -240,9 +234,9 @@ def _exercise(port: int, ca: Authority, token: str, team_token: str, stranger: s
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def _dump(server: RedisServer, password: str) -> str:
+def _dump(server: RedisServer) -> str:
     """Every key of the environment and its value, as text."""
-    client = server.client(username="sentinel-monitor", password=password, decode_responses=True)
+    client = server.client(decode_responses=True)
     lines = []
     with contextlib.closing(client):
         for name in sorted(client.scan_iter(match="*")):

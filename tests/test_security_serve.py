@@ -20,13 +20,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_server_cli import SERVING, Server
-from tls_helpers import Authority, presented_serial
 
 from flagedge.auth import entry_for, new_token
 from flagedge.client import Client, channel_credentials
+from tests.support.processes import SERVING_TEXT, ServeProcess
+from tests.support.tls import Authority, presented_serial
 
-CHILD = Path(__file__).with_name("openfeature_secure_client.py")
+CHILD = Path(__file__).parent / "support" / "openfeature_secure_client.py"
 SECURED = "(TLS, tokens)"
 
 
@@ -45,7 +45,7 @@ FLAGS = {
 
 @dataclass
 class Edge:
-    server: Server
+    server: ServeProcess
     port: int
     management_port: int
     ca: Authority
@@ -84,7 +84,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     team_file = directory / "checkout.token"
     team_file.write_text(team + "\n")
     socket_path = directory / "flagedge.sock"
-    server = Server(
+    server = ServeProcess(
         f"--flags={flags}",
         "--port=0",
         "--management-port=0",
@@ -94,8 +94,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         f"--server-key-path={key_path}",
         f"--auth-file={auth}",
         f"--socket-path={socket_path}",
+        text=True,
     )
-    found = server.wait_for(SERVING)
+    found = server.next_line(SERVING_TEXT)
     try:
         yield Edge(
             server,
@@ -234,7 +235,7 @@ def test_a_certificate_rotated_on_disk_reaches_new_connections_within_five_secon
             assert time.monotonic() < deadline, "the new certificate was not served in 5 s"
             time.sleep(0.1)
         assert old.evaluate("checkout-new").value is True  # the open connection goes on
-    edge.server.wait_for("loaded a new TLS certificate")
+    edge.server.wait_log("loaded a new TLS certificate")
 
 
 # -- refused at start ---------------------------------------------------------------------
@@ -280,16 +281,17 @@ def test_with_two_workers_worker_0_serves_the_unix_socket(tmp_path: Path) -> Non
     path = tmp_path / "flagedge.sock"
     flags = tmp_path / "flags.json"
     flags.write_text(json.dumps(FLAGS))
-    server = Server(
+    server = ServeProcess(
         f"--flags={flags}",
         "--port=0",
         "--management-port=0",
         "--workers=2",
         f"--socket-path={path}",
         "--socket-mode=0600",
+        text=True,
     )
     try:
-        lines = [server.wait_for(SERVING).string for _ in range(2)]
+        lines = [server.next_line(SERVING_TEXT).string for _ in range(2)]
         assert sum(f"Unix socket {path}" in line for line in lines) == 1
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         with Client(f"unix:{path}") as client:

@@ -15,8 +15,6 @@ from typing import Any
 
 import grpc
 import pytest
-from server_helpers import DOCUMENT, async_test, build
-from tls_helpers import Authority
 
 from flagedge._proto.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
 from flagedge.auth import entry_for, new_token
@@ -26,6 +24,9 @@ from flagedge.serve.config import SecurityConfig
 from flagedge.serve.security import Security
 from flagedge.server.rpc import start_sync_server
 from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import DOCUMENT, build
+from tests.support.server import async_test
+from tests.support.tls import Authority
 
 TEAM = ["static-", "targeted-"]
 

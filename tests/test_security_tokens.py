@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from server_helpers import DOCUMENT, NOW, async_test, build
 
 from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
@@ -30,6 +29,8 @@ from flagedge.serve.security import Security
 from flagedge.server import RunningServer, start_server
 from flagedge.server.management import start_management
 from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import DOCUMENT, NOW, build
+from tests.support.server import async_test
 
 # Flags of two teams: the checkout team's token sees "static-", "targeted-" and "int-".
 TEAM_PREFIXES = ["static-", "targeted-", "int-"]

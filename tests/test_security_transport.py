@@ -17,8 +17,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from server_helpers import DOCUMENT, async_test, build
-from tls_helpers import Authority, Issued, presented_serial
 
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
@@ -28,6 +26,9 @@ from flagedge.serve.config import SecurityConfig
 from flagedge.serve.security import Security
 from flagedge.server import RunningServer, start_server
 from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import DOCUMENT, build
+from tests.support.server import async_test
+from tests.support.tls import Authority, Issued, presented_serial
 
 RESOLVE = "/flagd.evaluation.v2.Service/ResolveBoolean"
 

@@ -1,7 +1,8 @@
 """The real OpenFeature flagd provider in IN_PROCESS mode (openfeature-provider-flagd, in a
-child process: tests/sync_openfeature_client.py) syncing from flagedge: it answers the golden
-cases as the edge does, a kill switch written to a real redis-server with the real CLI reaches
-it, and after an edge restart it goes STALE and recovers with the current state."""
+child process: tests/support/sync_openfeature_client.py) syncing from flagedge: it answers
+the golden cases as the edge does, a kill switch written to a real redis-server with the
+real CLI reaches it, and after an edge restart it goes STALE and recovers with the current
+state."""
 
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_helpers import Edge, RedisServer, flagctl, free_port
-from sync_openfeature_client import InProcessProvider
-from sync_reference import case_now, edge_answer, golden_groups, infer_type, same_json
 
 from flagedge.server.rpc import start_sync_server
 from flagedge.snapshot import Snapshot, SnapshotHolder
+from tests.support.cli import flagctl
+from tests.support.golden import same_json
+from tests.support.ports import free_port
+from tests.support.processes import Edge
+from tests.support.redis_server import RedisServer
+from tests.support.sync_openfeature_client import InProcessProvider
+from tests.support.sync_reference import (
+    case_now,
+    edge_answer,
+    golden_groups,
+    infer_type,
+)
 
 MARKER = "__golden_document__"
 

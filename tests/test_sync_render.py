@@ -12,21 +12,21 @@ from typing import Any
 
 import pytest
 from openfeature.contrib.tools.flagd.core import FlagdCore
-from sync_reference import (
-    case_now,
-    edge_answer,
-    golden_groups,
-    infer_type,
-    reference_answer,
-    same_json,
-    v2_bucketing,
-)
 
 from flagedge.model import Override, OverrideKind
 from flagedge.rendering import render_document, render_flag
 from flagedge.server.selector import ALL, parse_selector
 from flagedge.server.sync import MAX_SELECTIONS, Renderings
 from flagedge.snapshot import Snapshot
+from tests.support.golden import same_json
+from tests.support.sync_reference import (
+    case_now,
+    edge_answer,
+    golden_groups,
+    infer_type,
+    reference_answer,
+    v2_bucketing,
+)
 
 NOW = 1_700_000_000
 

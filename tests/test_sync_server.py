@@ -16,12 +16,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from server_helpers import DOCUMENT, async_test, build
 
 from flagedge._proto.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
 from flagedge.model import Override, OverrideKind
 from flagedge.server.rpc import RunningSyncServer, start_sync_server
 from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import DOCUMENT, build
+from tests.support.server import async_test
 
 SOURCE = "flags.json"
 

@@ -108,6 +108,7 @@ class Option:
     cli: bool = True  # False: environment and config file only (secrets stay out of `ps`)
     variable: str = ""
     default_text: str = ""  # how the README and --help describe the default
+    many: bool = False  # repeatable (--env a --env b); the variable and file: comma-separated
 
     @property
     def dest(self) -> str:
@@ -128,6 +129,16 @@ class Option:
 
     def convert(self, raw: Any, where: str) -> Any:
         """A value from the environment or a config file, checked and converted."""
+        if self.many:
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list):
+                items = [raw]
+            single = Option(self.name, self.parse, None, self.help, choices=self.choices)
+            return tuple(
+                single.convert(item.strip() if isinstance(item, str) else item, where)
+                for item in items
+                if not (isinstance(item, str) and not item.strip())
+            )
         try:
             if isinstance(raw, str):
                 value = _flag(raw) if self.switch else self.parse(raw)
@@ -167,7 +178,7 @@ CONFIG = Option(
 
 LOGGING = Group(
     "Logging",
-    "serve",
+    "serve, admin",
     (
         Option(
             "log-level",
@@ -188,7 +199,7 @@ LOGGING = Group(
 
 REDIS = Group(
     "Redis control plane",
-    "serve, push, kill, restore, rollout, get, status, audit, stale",
+    "serve, admin, push, kill, restore, rollout, get, status, audit, stale",
     (
         Option(
             "redis",
@@ -334,7 +345,7 @@ SERVE = Group(
 
 SECURITY = Group(
     "Security",
-    "serve",
+    "serve, admin (certificate, key, client CA, auth file)",
     (
         Option(
             "server-cert-path",
@@ -403,7 +414,7 @@ SECURITY = Group(
 
 DEFINITIONS = Group(
     "Definitions",
-    "validate, eval",
+    "validate, eval, explain",
     (
         Option(
             "fractional",
@@ -423,13 +434,132 @@ WRITES = Group(
             "actor",
             _text,
             None,
-            "who the audit stream records",
+            "who the audit stream records (through --admin, the token's identity instead)",
             default_text="$USER@host",
         ),
     ),
 )
 
-ALL_GROUPS: tuple[Group, ...] = (SERVE, SECURITY, EDGE, REDIS, LOGGING, DEFINITIONS, WRITES)
+# The admin service takes the Redis connection but names its environments itself (several).
+REDIS_CONNECTION = Group(
+    REDIS.title, REDIS.used_by, tuple(o for o in REDIS.options if o.name != "env")
+)
+ADMIN_SECURITY = Group(
+    SECURITY.title,
+    SECURITY.used_by,
+    tuple(
+        o
+        for o in SECURITY.options
+        if o.name in ("server-cert-path", "server-key-path", "client-ca-path", "auth-file")
+    ),
+)
+
+ADMIN = Group(
+    "Admin service",
+    "admin",
+    (
+        Option(
+            "host",
+            _text,
+            "127.0.0.1",
+            "address the admin service listens on (in a config file `host` and `port` are "
+            "serve's keys too: give the admin service its own file)",
+            variable="FLAGEDGE_ADMIN_HOST",
+        ),
+        Option(
+            "port",
+            _port,
+            8017,
+            "HTTP(S) port of the admin service's API and web UI; 0: any",
+            metavar="PORT",
+            variable="FLAGEDGE_ADMIN_PORT",
+        ),
+        Option(
+            "env",
+            _text,
+            (),
+            "environments it manages (repeat the option, or comma-separate)",
+            metavar="NAME",
+            many=True,
+            default_text="none (required)",
+        ),
+        Option(
+            "trusted-user-header",
+            _text,
+            None,
+            "a header naming the user, set by an SSO proxy (e.g. X-Forwarded-User); trusted "
+            "only from --trusted-proxy addresses. Names in the auth file get its roles, "
+            "others viewer",
+            metavar="HEADER",
+        ),
+        Option(
+            "trusted-proxy",
+            _text,
+            (),
+            "addresses of the SSO proxy allowed to set --trusted-user-header",
+            metavar="ADDRESS",
+            many=True,
+            default_text="none",
+        ),
+        Option(
+            "session-ttl",
+            _seconds,
+            28800.0,
+            "seconds a web UI login lasts",
+            metavar="S",
+        ),
+        Option(
+            "max-body",
+            _count,
+            4 * 1024 * 1024,
+            "largest request body in bytes (a definitions document); larger: 413",
+            metavar="BYTES",
+        ),
+    ),
+)
+
+ADMIN_CLIENT = Group(
+    "Through the admin service",
+    "push, kill, restore, rollout, get, status, audit, stale",
+    (
+        Option(
+            "admin",
+            _text,
+            None,
+            "the admin service's URL: the command uses its API instead of Redis, so the "
+            "machine needs no Redis credentials",
+            metavar="URL",
+            variable="FLAGEDGE_ADMIN_URL",
+        ),
+        Option(
+            "token",
+            _text,
+            None,
+            "the API token for --admin; prefer the variable or --token-file to the option, "
+            "which `ps` shows",
+            metavar="TOKEN",
+        ),
+        Option(
+            "token-file",
+            _text,
+            None,
+            "a file holding the API token for --admin",
+            metavar="FILE",
+        ),
+    ),
+)
+
+ALL_GROUPS: tuple[Group, ...] = (
+    SERVE,
+    SECURITY,
+    EDGE,
+    REDIS,
+    LOGGING,
+    DEFINITIONS,
+    WRITES,
+    ADMIN,
+    ADMIN_CLIENT,
+)
 
 
 def all_options() -> Iterable[Option]:
@@ -457,7 +587,17 @@ def add_options(parser: argparse.ArgumentParser, groups: Sequence[Group]) -> Non
             if not option.cli:
                 continue
             where = f"[{option.env}; default {option.describe_default()}]"
-            if option.switch:
+            if option.many:
+                section.add_argument(
+                    f"--{option.name}",
+                    dest=option.dest,
+                    action="append",
+                    type=option.parse,
+                    default=None,
+                    metavar=option.metavar,
+                    help=f"{option.help} {where}",
+                )
+            elif option.switch:
                 section.add_argument(
                     f"--{option.name}",
                     dest=option.dest,
@@ -550,7 +690,8 @@ def resolve(
         for option in group.options:
             given = getattr(args, option.dest, None) if option.cli else None
             if given is not None:
-                values[option.dest], origin[option.dest] = given, "cli"
+                values[option.dest] = tuple(given) if option.many else given
+                origin[option.dest] = "cli"
             elif env.get(option.env, "") != "":
                 values[option.dest] = option.convert(env[option.env], option.env)
                 origin[option.dest] = "env"

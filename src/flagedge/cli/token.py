@@ -1,13 +1,9 @@
-"""``flagedge token new``: a fresh client token, shown once, and its auth-file entry (or,
-with ``--add-to FILE``, the entry written into the auth file and the token alone on stdout,
-so that ``> token.txt`` keeps it)."""
+"""``flagedge token new``: a fresh client token, shown once, and its auth-file entry."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,59 +14,35 @@ from ..errors import DefinitionError, ExitCode, Refusal
 from .common import out
 
 
-def _add_entry(path: Path, entry: dict[str, Any]) -> None:
-    """Append ``entry`` to the auth file at ``path`` (made when missing), checked as a whole
-    first and written by a rename, so that an edge never reads half a file. YAML is written
-    back as YAML (its comments are not kept)."""
-    yaml_file = path.suffix.lower() in (".yaml", ".yml")
+def _add_to(path: Path, entry: dict[str, Any]) -> None:
+    """Append ``entry`` to a JSON auth file (made if missing), checked as the services will
+    read it, and replaced in one rename."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise Refusal(f"--add-to writes JSON auth files; add the entry to {path} by hand")
     document: Any = {"tokens": []}
     if path.exists():
         try:
-            text = path.read_bytes()
-            if yaml_file:
-                import yaml
-
-                document = yaml.safe_load(text) or {"tokens": []}
-            else:
-                document = orjson.loads(text)
-        except Exception as exc:  # the parser's words could quote the file: its kind only
-            raise Refusal(
-                f"{path} does not parse ({type(exc).__name__}); nothing written"
-            ) from None
-    if not isinstance(document, dict) or not isinstance(document.get("tokens", []), list):
-        raise Refusal(f"{path} is not an auth file (an object with a tokens list)")
-    document = {**document, "tokens": [*document.get("tokens", []), entry]}
+            document = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise Refusal(f"--add-to: cannot read {path}: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("tokens"), list):
+        raise Refusal(f"--add-to: {path} is not an auth file (an object with a tokens list)")
+    document["tokens"].append(entry)
     try:
         TokenTable.parse(document, str(path))
     except DefinitionError as exc:
         raise Refusal(f"{path} would be invalid; nothing written", problems=exc.problems) from None
-    if yaml_file:
-        import yaml
-
-        body = yaml.safe_dump(document, sort_keys=False).encode()
-    else:
-        body = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
-    mode = path.stat().st_mode & 0o777 if path.exists() else None
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(temp, mode)
-        else:
-            os.chmod(temp, 0o644 & ~_umask())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    os.replace(temp, path)
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+def _save(path: Path, token: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:
@@ -78,32 +50,28 @@ def cmd_token_new(args: argparse.Namespace) -> int:
         raise Refusal("a token needs at least one --scope or --role")
     token = new_token()
     entry = entry_for(args.name, token, args.scope or (), args.role or (), args.flags or ())
-    if args.add_to:
-        path = Path(args.add_to)
-        _add_entry(path, entry)
-        if getattr(args, "json", False):
-            out(
-                args, {"name": args.name, "token": token, "entry": entry, "added_to": str(path)}, ""
-            )
-        else:
-            print(token)
-            print(
-                f"added {args.name} to {path} (edges re-read it within a second); the token "
-                "above is shown once: store it as a secret",
-                file=sys.stderr,
-            )
-        return ExitCode.OK
     line = orjson.dumps(entry).decode()
-    text = "\n".join(
-        [
-            f"token for {args.name} (shown once: store it as a secret; flagedge keeps only its "
-            "SHA-256):",
+    if args.add_to is not None:
+        _add_to(args.add_to, entry)
+    if args.save is not None:
+        _save(args.save, token)
+    lines = (
+        [f"token for {args.name} saved to {args.save} (mode 600; flagedge keeps only its SHA-256)"]
+        if args.save is not None
+        else [
+            f"token for {args.name} (shown once: store it as a secret; flagedge keeps only "
+            "its SHA-256):",
             f"  {token}",
-            'add this entry to the auth file\'s "tokens" list:',
-            f"  {line}",
         ]
     )
-    out(args, {"name": args.name, "token": token, "entry": entry}, text)
+    if args.add_to is not None:
+        lines.append(f"its entry is added to {args.add_to}")
+    else:
+        lines += ['add this entry to the auth file\'s "tokens" list:', f"  {line}"]
+    body: dict[str, Any] = {"name": args.name, "entry": entry}
+    if args.save is None:
+        body["token"] = token
+    out(args, body, "\n".join(lines))
     return ExitCode.OK
 
 
@@ -135,10 +103,13 @@ def add_command(sub: Any) -> None:
         help="flag key prefixes it may see (default: every flag)",
     )
     p.add_argument(
-        "--add-to",
+        "--add-to", type=Path, metavar="AUTH_FILE", help="append the entry to this JSON auth file"
+    )
+    p.add_argument(
+        "--save",
+        type=Path,
         metavar="FILE",
-        help="write the entry into this auth file (made if missing; JSON, or YAML by "
-        "extension) and print only the token",
+        help="write the token to FILE (mode 600) instead of printing it, e.g. for --token-file",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_token_new)
