@@ -107,6 +107,13 @@ class ServeConfig:
     stream_deadline: float = 0.0
     restart_backoff: float = 0.5
     event_loop: str = "auto"
+    # OFREP and Connect over HTTP (serve/listeners.py's HttpListener; 0: off)
+    ofrep_port: int = 8016
+    http_max_body: int = 1024 * 1024
+    http_body_timeout: float = 10.0
+    http_max_streams: int = 10_000
+    ofrep_rate: float = 0.0
+    ofrep_burst: int = 0  # 0: the rate, at least 1
     log_level: str = "info"
     log_format: str = "json"
     redis: RedisSource | None = None
@@ -148,6 +155,12 @@ class ServeConfig:
             stream_deadline=s["stream_deadline"],
             restart_backoff=s["restart_backoff"],
             event_loop=s["event_loop"],
+            ofrep_port=s["ofrep_port"],
+            http_max_body=s["http_max_body"],
+            http_body_timeout=s["http_body_timeout"],
+            http_max_streams=s["http_max_streams"],
+            ofrep_rate=s["ofrep_rate"],
+            ofrep_burst=s["ofrep_burst"] or 0,
             log_level=s["log_level"],
             log_format=s["log_format"],
             redis=redis,

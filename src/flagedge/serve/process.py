@@ -132,17 +132,27 @@ async def serve(config: ServeConfig) -> int:
     rest = [lst for lst in listeners if not lst.early]
     started: list[Listener] = []
     try:
-        for listener in early:
-            await listener.start(context)
-            started.append(listener)
+        try:
+            for listener in early:
+                await listener.start(context)
+                started.append(listener)
+        except OSError as exc:  # a port taken or not ours to bind: a configuration problem
+            event(log, logging.ERROR, "reject", "cannot start: %s", exc, problems=[str(exc)])
+            return 2
         try:
             await source.start(holder)
         except SourceFailed:
             return 2
         try:
-            for listener in rest:
-                await listener.start(context)
-                started.append(listener)
+            try:
+                for listener in rest:
+                    await listener.start(context)
+                    started.append(listener)
+            except OSError as exc:
+                event(log, logging.ERROR, "reject", "cannot start: %s", exc, problems=[str(exc)])
+                for listener in reversed([lst for lst in started if not lst.early]):
+                    await listener.stop(0)
+                return 2
             readiness.serving = True
             _log_startup(config, source, holder, listeners)
             await stopping.wait()
