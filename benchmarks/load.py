@@ -79,6 +79,7 @@ class Server:
                 "serve",
                 f"--flags={path}",
                 "--management-port=0",
+                "--ofrep-port=0",
                 "--log-level=INFO",
             ]
         command += ["--host=127.0.0.1", "--port=0", f"--workers={workers}", *extra]

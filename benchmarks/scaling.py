@@ -73,7 +73,7 @@ def run_one(
             "flagedge",
             "serve",
             *("--flags", flags.name, "--host", "127.0.0.1", "--port", str(port)),
-            *("--management-port", str(mport), "--workers", str(workers)),
+            *("--management-port", str(mport), "--ofrep-port=0", "--workers", str(workers)),
             *("--log-level", "warning"),
         ],
         stdout=subprocess.DEVNULL,

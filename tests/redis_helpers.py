@@ -132,6 +132,7 @@ class Edge:
             "--host=127.0.0.1",
             "--port=0",
             "--management-port=0",
+            "--ofrep-port=0",
             "--workers=1",
             f"--redis={redis_url}",
             f"--env={env}",

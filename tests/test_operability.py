@@ -208,7 +208,12 @@ class Served:
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1", *args],
+            [
+                *(sys.executable, "-m", "flagedge", "serve"),
+                "--host=127.0.0.1",
+                "--ofrep-port=0",
+                *args,
+            ],
             stderr=subprocess.PIPE,
             text=True,
         )

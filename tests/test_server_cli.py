@@ -44,7 +44,7 @@ class Server:
             # Text logs: these tests read the sentences (tests/test_operability.py reads JSON).
             [
                 *(sys.executable, "-m", "flagedge", "serve"),
-                *("--host=127.0.0.1", "--log-format=text", *args),
+                *("--host=127.0.0.1", "--ofrep-port=0", "--log-format=text", *args),
             ],
             stderr=subprocess.PIPE,
             text=True,
