@@ -70,15 +70,21 @@ SERVICES: Final = ("flagd.evaluation.v1.Service", "flagd.evaluation.v2.Service")
 
 class ConnectError(Exception):
     def __init__(
-        self, code: grpc.StatusCode, message: str, headers: Mapping[str, str] | None = None
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.headers = headers
+        self.http_status = http_status
 
     def response(self) -> web.Response:
         name, http_status = CONNECT_CODES.get(self.code, ("unknown", 500))
+        http_status = self.http_status or http_status
         body: dict[str, Any] = {"code": name}
         if self.message:
             body["message"] = self.message
@@ -164,8 +170,12 @@ class ConnectService:
         try:
             procedure = self.procedures.get(request.path)
             if procedure is None:
+                # An unknown procedure is an unknown route: 404, which Connect reads as
+                # unimplemented (its HTTP-to-code table).
                 raise ConnectError(
-                    grpc.StatusCode.UNIMPLEMENTED, f"{request.path} is not served over Connect"
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"{request.path} is not served over Connect",
+                    http_status=404,
                 )
             media = request.content_type
             if media != "application/json":
