@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -31,6 +32,7 @@ log = logging.getLogger("flagedge.server")
 Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 
 JSON: Final = "application/json"
+_AIOHTTP_CAP: Final = 1024**2  # aiohttp's default client_max_size
 _JSON_HEADERS: Final = {"Content-Type": JSON}
 
 
@@ -64,18 +66,34 @@ def raw_json(status: int, body: bytes, headers: Mapping[str, str] | None = None)
     return web.Response(status=status, body=body, headers=_JSON_HEADERS)
 
 
-async def read_body(request: BaseRequest, limits: HttpLimits) -> bytes:
-    """The whole body, within ``limits``; BodyError (413, 408) otherwise.
-
-    A declared Content-Length over the limit is refused before a byte is read; a chunked
-    body is cut off where it passes the limit (aiohttp's client_max_size, set by
-    HttpServer to the same number).
-    """
+def buffered_body(request: BaseRequest, limits: HttpLimits) -> bytes | None:
+    """The whole body if it has arrived already (the usual small request: it came with the
+    headers), else None; BodyError (413) when it is over the limit. No wait and no timer:
+    asyncio.timeout alone costs more than the rest of a small call's read."""
     length = request.content_length
     if length is not None and length > limits.max_body_bytes:
         raise BodyError(
             413, f"the body is {length} bytes, over the limit of {limits.max_body_bytes} bytes"
         )
+    content = request.content
+    if not content.is_eof():
+        return None
+    data = content.read_nowait()
+    if len(data) > limits.max_body_bytes:
+        raise BodyError(413, f"the body is over the limit of {limits.max_body_bytes} bytes")
+    return data
+
+
+async def read_body(request: BaseRequest, limits: HttpLimits) -> bytes:
+    """The whole body, within ``limits``; BodyError (413, 408) otherwise.
+
+    A declared Content-Length over the limit is refused before a byte is read; a chunked
+    body is cut off where it passes the limit (aiohttp's client_max_size, set by
+    HttpServer to the same number); a body still arriving after ``body_timeout`` is 408.
+    """
+    data = buffered_body(request, limits)
+    if data is not None:
+        return data
     try:
         async with asyncio.timeout(limits.body_timeout):
             return await request.read()
@@ -181,7 +199,9 @@ class HttpServer:
         self._closing: list[Callable[[], None]] = []
 
     async def _dispatch(self, request: BaseRequest) -> web.StreamResponse:
-        found = self.routes.find(request.method, request.path)
+        # raw_path is the request line's string; request.path would decode it through yarl.
+        path = request.raw_path.partition("?")[0]
+        found = self.routes.find(request.method, unquote(path) if "%" in path else path)
         if isinstance(found, int):
             response = self._miss(request, found)
             if found == 405:
@@ -232,7 +252,10 @@ class HttpServer:
         sock = _bind(host, port, reuse_port)
         server = web.Server(
             self._dispatch,
-            request_factory=self._make_request,
+            # aiohttp's own factory when its cap (client_max_size) already is ours.
+            request_factory=None
+            if self.limits.max_body_bytes == _AIOHTTP_CAP
+            else self._make_request,
             access_log=None,
             keepalive_timeout=self.limits.keepalive_timeout,
         )

@@ -34,6 +34,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -50,6 +51,7 @@ from flagedge.server.http import (
     HttpLimits,
     RateLimit,
     Routes,
+    buffered_body,
     json_response,
     raw_json,
     read_body,
@@ -278,6 +280,7 @@ class OfrepService:
         self.metrics = metrics or ServerMetrics()
         self.clock = clock
         self.streams = 0
+        self._open = authorize is None and rate is None
         self._record = self.metrics.evaluations.record
         self._record_many = self.metrics.evaluations.record_many
         self._configuration: _Configuration | None = None
@@ -348,10 +351,19 @@ class OfrepService:
     # -- one flag ------------------------------------------------------------------------
 
     async def evaluate_flag(self, request: BaseRequest) -> web.StreamResponse:
-        key = request.path[len(FLAG_PATH) :]
+        # raw_path: the request line's own string (request.path decodes through yarl).
+        key = request.raw_path[len(FLAG_PATH) :].partition("?")[0]
+        if "%" in key:
+            key = unquote(key)
         try:
-            identity = self.admit(request)
-            body = await self.body(request)
+            # Open and unlimited (the default): skip the call, this is the hot path.
+            identity = ANONYMOUS if self._open else self.admit(request)
+            try:
+                body = buffered_body(request, self.http)
+            except BodyError as exc:
+                raise Refused(exc.status, None, exc.message) from None
+            if body is None:  # still arriving: wait for it, within the body timeout
+                body = await self.body(request)
             start = time.perf_counter()
             try:
                 return self._evaluate_one(key, body, identity)

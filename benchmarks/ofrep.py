@@ -1,0 +1,490 @@
+"""OFREP over HTTP: calls/s against a bare aiohttp handler, latency at half that rate, bulk
+answered 304 against full bulk evaluations, and a kill switch reaching SSE streams.
+
+    python -m benchmarks.ofrep                          # everything (about 3 minutes)
+    python -m benchmarks.ofrep --rounds 5 --duration 10 --json ofrep.json
+    python -m benchmarks.ofrep --only sse --streams 100 --flips 100
+    python -m benchmarks.ofrep --quick                  # a few seconds: is everything wired?
+
+What drives the load: wrk (Debian's package ``wrk``, C, epoll; installed with apt-get when it
+is missing and this runs as root), one thread, keep-alive connections, pinned to the last CPU
+while the server under test is pinned to the first (``taskset``), so that on two cores the
+load tool never takes the server's core. Every server is one process on uvloop: ``flagedge
+serve --workers 1`` and benchmarks/http_baseline.py (``app``: a web.Application route
+returning constant bytes, the baseline; ``lowlevel``: the same handler on aiohttp's
+low-level server, the floor). Throughput runs are interleaved (baseline, flagedge,
+floor, then the next round in the opposite order) and each figure is the median over
+rounds, so that a noisy neighbour hits all of them alike; the ratio is computed per round.
+
+Latency at half rate: wrk with a per-connection delay (its ``delay()`` hook, 10 ms) and as
+many connections as give half of flagedge's median throughput; wrk's own percentiles,
+measured from each request's send (at half load a queue rarely forms, so coordinated
+omission matters little; the achieved rate is printed).
+
+Flags: benchmarks' mixed set of 200 flags (static, targeted, rollout, semver: a fifth of
+them run rules per call). The single-flag call evaluates ``mixed-targeted-000`` (a rule)
+for a user context; the bulk call evaluates all 200 for it.
+
+Kill switch to SSE: one redis-server, one ``flagedge serve --redis`` edge with OFREP, N
+event streams held open by this process (asyncio, raw sockets). A flip is the control
+plane's own write (RedisAdmin.write, the Lua script the CLI runs: a kill, then its removal);
+the clock starts just before the write and stops when a stream reads the
+``refetchEvaluation`` event; every stream, every flip is a sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+FLAG = "mixed-targeted-000"
+SWITCH = "switch"
+OFREP_LINE = re.compile(r"OFREP on [^ ]+:(\d+)")
+BASELINE_LINE = re.compile(r"serving HTTP on [^ ]+:(\d+)")
+DELAY_MS = 10  # wrk's per-connection pause in the fixed-rate run
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _document() -> dict[str, Any]:
+    from flagedge.bench.workloads import mixed_doc
+
+    doc = mixed_doc(200)
+    doc["flags"][SWITCH] = {
+        "state": "ENABLED",
+        "variants": {"on": True, "off": False},
+        "defaultVariant": "on",
+    }
+    return doc
+
+
+def _context() -> dict[str, Any]:
+    from flagedge.bench.workloads import mixed_context
+
+    return mixed_context()
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    raise SystemExit("wrk is needed to drive the load: apt-get install wrk")
+
+
+def _cpus() -> tuple[list[str], list[str]]:
+    """taskset prefixes: the server on the first CPU, the load tool on the last."""
+    if not shutil.which("taskset"):
+        return [], []
+    count = len(os.sched_getaffinity(0))
+    if count < 2:
+        return [], []
+    cpus = sorted(os.sched_getaffinity(0))
+    return ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[-1])]
+
+
+def _drain(process: subprocess.Popen[str]) -> None:
+    def drain() -> None:
+        assert process.stderr is not None
+        for _ in process.stderr:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
+def _wait_line(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> int:
+    assert process.stderr is not None
+    for line in process.stderr:
+        found = pattern.search(line)
+        if found:
+            _drain(process)
+            return int(found.group(1))
+    raise RuntimeError(f"the server exited before it said {pattern.pattern!r}")
+
+
+@contextmanager
+def _process(command: list[str], pattern: re.Pattern[str]) -> Iterator[int]:
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        yield _wait_line(process, pattern)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def flagedge_server(flags: Path, pin: list[str], *extra: str, redis: str | None = None) -> Any:
+    command = [
+        *pin,
+        *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
+        *("--port=0", "--management-port=0", f"--ofrep-port={_free_port()}"),
+        *("--workers=1", "--log-format=text", "--log-level=info"),
+        *extra,
+    ]
+    if redis is None:
+        command.append(f"--flags={flags}")
+    else:
+        command += [f"--redis={redis}", "--env=bench", f"--lkg-file={flags.parent / 'lkg.json'}"]
+    return _process(command, OFREP_LINE)
+
+
+def baseline_server(kind: str, pin: list[str]) -> Any:
+    port = _free_port()
+    command = [*pin, sys.executable, "-m", "benchmarks.http_baseline", str(port), kind]
+    return _process(command, BASELINE_LINE)
+
+
+# -- wrk -------------------------------------------------------------------------------------
+
+
+def _lua(body: bytes, headers: dict[str, str], delay_ms: int | None) -> str:
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}"]
+    lines.append('wrk.headers["Content-Type"] = "application/json"')
+    for name, value in headers.items():
+        lines.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}")
+    if delay_ms is not None:
+        lines.append(f"function delay() return {delay_ms} end")
+    return "\n".join(lines) + "\n"
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    found = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not found:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(found.group(1)) * _UNITS[found.group(2)]
+
+
+def wrk(
+    url: str,
+    body: bytes,
+    *,
+    duration: float,
+    connections: int,
+    pin: list[str],
+    headers: dict[str, str] | None = None,
+    delay_ms: int | None = None,
+) -> dict[str, Any]:
+    """One wrk run: requests/s, latency percentiles (ms), and answers that were not 2xx/3xx."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_lua(body, headers or {}, delay_ms))
+    try:
+        out = subprocess.run(
+            [
+                *pin,
+                ensure_wrk(),
+                *("-t1", f"-c{connections}", f"-d{duration:g}s", "--latency"),
+                *("-s", script.name, url),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = {
+        f"p{q}": _ms(v) for q, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.MULTILINE)
+    }
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": round(rps, 1),
+        **{k: round(v, 3) for k, v in latency.items()},
+        "bad_answers": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def _post(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, response.headers, response.read()
+
+
+# -- the measurements ------------------------------------------------------------------------
+
+
+def throughput(flags: Path, rounds: int, duration: float, connections: int) -> dict[str, Any]:
+    """Single-flag OFREP calls/s against the two constant handlers, interleaved by round;
+    then flagedge's latency at half its median rate."""
+    server_pin, load_pin = _cpus()
+    body = json.dumps({"context": _context()}).encode()
+    path = f"/ofrep/v1/evaluate/flags/{FLAG}"
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "flagedge": [], "floor": []}
+    with (
+        flagedge_server(flags, server_pin) as ofrep,
+        baseline_server("app", server_pin) as app,
+        baseline_server("lowlevel", server_pin) as floor,
+    ):
+        status, _, answer = _post(ofrep, path, body)
+        assert status == 200 and json.loads(answer)["key"] == FLAG, answer
+        ports = {"baseline": app, "flagedge": ofrep, "floor": floor}
+        order = ["baseline", "flagedge", "floor"]
+        for _ in range(1):  # warm every server (uvloop, caches, the JIT-less interpreter)
+            for name in order:
+                wrk(
+                    f"http://127.0.0.1:{ports[name]}{path}",
+                    body,
+                    duration=1,
+                    connections=connections,
+                    pin=load_pin,
+                )
+        for r in range(rounds):
+            for name in order if r % 2 == 0 else list(reversed(order)):
+                runs[name].append(
+                    wrk(
+                        f"http://127.0.0.1:{ports[name]}{path}",
+                        body,
+                        duration=duration,
+                        connections=connections,
+                        pin=load_pin,
+                    )
+                )
+        half = statistics.median(r["rps"] for r in runs["flagedge"]) / 2
+        rate_connections = max(1, round(half * DELAY_MS / 1000))
+        at_half = wrk(
+            f"http://127.0.0.1:{ofrep}{path}",
+            body,
+            duration=max(duration, 5),
+            connections=rate_connections,
+            pin=load_pin,
+            delay_ms=DELAY_MS,
+        )
+    ratios = [f["rps"] / b["rps"] for f, b in zip(runs["flagedge"], runs["baseline"], strict=True)]
+    floor_ratios = [
+        f["rps"] / b["rps"] for f, b in zip(runs["flagedge"], runs["floor"], strict=True)
+    ]
+    return {
+        "connections": connections,
+        "duration_s": duration,
+        "rounds": rounds,
+        "baseline_rps": [r["rps"] for r in runs["baseline"]],
+        "flagedge_rps": [r["rps"] for r in runs["flagedge"]],
+        "floor_rps": [r["rps"] for r in runs["floor"]],
+        "ratio_vs_baseline_per_round": [round(x, 3) for x in ratios],
+        "ratio_vs_baseline_median": round(statistics.median(ratios), 3),
+        "ratio_vs_floor_median": round(statistics.median(floor_ratios), 3),
+        "flagedge_p99_ms_at_full_load": statistics.median(r["p99"] for r in runs["flagedge"]),
+        "half_rate_target": round(half),
+        "half_rate_achieved": at_half["rps"],
+        "half_rate_connections": rate_connections,
+        "half_rate_latency_ms": {k: v for k, v in at_half.items() if k.startswith("p")},
+        "bad_answers": sum(r["bad_answers"] for rs in runs.values() for r in rs),
+    }
+
+
+def bulk(flags: Path, rounds: int, duration: float, connections: int) -> dict[str, Any]:
+    """Bulk evaluations of all flags against the same call answered 304 by its ETag."""
+    server_pin, load_pin = _cpus()
+    body = json.dumps({"context": _context()}).encode()
+    path = "/ofrep/v1/evaluate/flags"
+    full: list[float] = []
+    cached: list[float] = []
+    with flagedge_server(flags, server_pin) as port:
+        status, headers, answer = _post(port, path, body)
+        assert status == 200 and len(json.loads(answer)["flags"]) == 201
+        etag = headers["ETag"]
+        try:
+            _post(port, path, body, {"If-None-Match": etag})
+            raise AssertionError("expected 304")
+        except Exception as exc:  # urllib raises for 304
+            assert getattr(exc, "code", None) == 304, exc
+        url = f"http://127.0.0.1:{port}{path}"
+        wrk(url, body, duration=1, connections=connections, pin=load_pin)
+        for r in range(rounds):
+            pair = [("full", {}), ("304", {"If-None-Match": etag})]
+            for name, headers_ in pair if r % 2 == 0 else list(reversed(pair)):
+                result = wrk(
+                    url,
+                    body,
+                    duration=duration,
+                    connections=connections,
+                    pin=load_pin,
+                    headers=headers_,
+                )
+                (full if name == "full" else cached).append(result["rps"])
+    ratios = [c / f for c, f in zip(cached, full, strict=True)]
+    return {
+        "flags": 201,
+        "full_rps": full,
+        "not_modified_rps": cached,
+        "ratio_per_round": [round(x, 2) for x in ratios],
+        "ratio_median": round(statistics.median(ratios), 2),
+    }
+
+
+async def _open_stream(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /ofrep/v1/events HTTP/1.1\r\nHost: bench\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n", 1)[0], head
+    await reader.readuntil(b"\n\n")  # the opening comment: subscribed
+    return reader, writer
+
+
+async def _next_refetch(reader: asyncio.StreamReader) -> int:
+    """The monotonic time (ns) a stream reads its next refetchEvaluation event."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise RuntimeError("an event stream ended")
+        if line.startswith(b"data:") and b"refetchEvaluation" in line:
+            return time.monotonic_ns()
+
+
+def sse(streams: int, flips: int) -> dict[str, Any]:
+    from flagedge.model import Override, OverrideKind
+    from flagedge.store.plane import ChangeKind, Write
+    from flagedge.store.redis import RedisAdmin, parse_target
+
+    tmp = Path(tempfile.mkdtemp(prefix="flagedge-ofrep-bench-"))
+    redis_port = _free_port()
+    redis = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            *("--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--dir", str(tmp)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{redis_port}"
+    try:
+        admin = RedisAdmin(parse_target(url), "bench")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                admin.version()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        definitions = json.dumps(_document()).encode()
+        assert admin.write(
+            Write(0, ChangeKind.DEFINITIONS, "bench", "push", definitions=definitions)
+        ).ok
+        with flagedge_server(tmp / "unused.json", [], redis=url) as port:
+            samples = asyncio.run(_flip(admin, port, streams, flips, Override, OverrideKind))
+        admin.close()
+    finally:
+        redis.send_signal(signal.SIGTERM)
+        redis.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    every = sorted(samples)
+    return {
+        "streams": streams,
+        "flips": flips,
+        "samples": len(every),
+        "p50_ms": round(statistics.median(every), 3),
+        "p99_ms": round(every[min(len(every) - 1, int(0.99 * len(every)))], 3),
+        "max_ms": round(every[-1], 3),
+    }
+
+
+async def _flip(
+    admin: Any, port: int, streams: int, flips: int, override: Any, kinds: Any
+) -> list[float]:
+    from flagedge.store.plane import ChangeKind, Write
+
+    opened = [await _open_stream(port) for _ in range(streams)]
+    loop = asyncio.get_running_loop()
+    samples: list[float] = []
+    killed = override(kinds.KILL, "off")
+    try:
+        for i in range(flips):
+            raw = await loop.run_in_executor(None, admin.read)
+            ov = killed if i % 2 == 0 else None
+            write = Write(
+                raw.version, ChangeKind.OVERRIDE, "bench", "flip", flag=SWITCH, override=ov
+            )
+            waiting = [asyncio.ensure_future(_next_refetch(r)) for r, _ in opened]
+            await asyncio.sleep(0.002)  # every stream is reading before the write
+            t0 = time.monotonic_ns()
+            result = await loop.run_in_executor(None, admin.write, write)
+            assert result.ok
+            async with asyncio.timeout(10):
+                arrivals = await asyncio.gather(*waiting)
+            samples.extend((t - t0) / 1e6 for t in arrivals)
+            await asyncio.sleep(0.02)
+    finally:
+        for _, writer in opened:
+            writer.close()
+    return samples
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ofrep", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--flips", type=int, default=100)
+    parser.add_argument("--only", choices=("single", "bulk", "sse"), action="append")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 10 streams, 4 flips")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.streams, args.flips = 1, 1.0, 10, 4
+    wanted = set(args.only or ("single", "bulk", "sse"))
+    results: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0))}
+    with tempfile.TemporaryDirectory(prefix="flagedge-ofrep-") as tmp:
+        flags = Path(tmp) / "flags.json"
+        flags.write_text(json.dumps(_document()))
+        if "single" in wanted:
+            results["single"] = throughput(flags, args.rounds, args.duration, args.connections)
+            print(json.dumps({"single": results["single"]}), flush=True)
+        if "bulk" in wanted:
+            results["bulk"] = bulk(flags, args.rounds, args.duration, args.connections)
+            print(json.dumps({"bulk": results["bulk"]}), flush=True)
+    if "sse" in wanted:
+        results["sse"] = sse(args.streams, args.flips)
+        print(json.dumps({"sse": results["sse"]}), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
