@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import ssl
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from http_helpers import auth_file, http_serving, security_for
 from server_helpers import DOCUMENT, async_test, build
+from test_redis_connections import _certificates
 
 from flagedge.model import Override, OverrideKind
+from flagedge.serve.config import SecurityConfig
+from flagedge.serve.security import Security
 from flagedge.server.ofrep import etag_matches
+from flagedge.server.web import start_http
 from flagedge.snapshot import SnapshotHolder
 
 FLAG = "/ofrep/v1/evaluate/flags/"
@@ -307,3 +314,27 @@ class TestCallers:
         assert [a[0] for a in answers] == [200, 200, 429]
         assert int(answers[2][2]["Retry-After"]) >= 1
         assert events.status == 429
+
+
+@async_test
+async def test_with_a_certificate_the_port_speaks_https_only(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary to make a test certificate with")
+    ca, cert, key = _certificates(tmp_path / "certs")
+    security = Security(SecurityConfig(server_cert_path=str(cert), server_key_path=str(key)))
+    running = await start_http(
+        SnapshotHolder(build()), ssl_context=security.ssl_context(), grace=0.5
+    )
+    trusted = ssl.create_default_context(cafile=str(ca))
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"https://127.0.0.1:{running.port}{FLAG}static-bool", json={}, ssl=trusted
+            ) as answer:
+                body = await answer.json()
+            with pytest.raises(aiohttp.ClientError):
+                async with session.post(f"http://127.0.0.1:{running.port}{FLAG}static-bool"):
+                    pass
+    finally:
+        await running.stop()
+    assert body["value"] is True

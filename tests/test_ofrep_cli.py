@@ -8,9 +8,12 @@ import re
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from redis_helpers import Edge, RedisServer, flagctl
 from server_helpers import free_port
 from test_server_cli import SERVING, Server, flags
 
@@ -93,3 +96,49 @@ def test_a_taken_ofrep_port_stops_serve_with_exit_2_and_says_why(tmp_path: Path)
         )
         server.wait_for(r"cannot bind HTTP port 127\.0\.0\.1:\d+")
         assert server.stop() == 2
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+def _next_data(stream: Any) -> dict[str, Any]:
+    while True:
+        line = stream.readline()
+        if not line:
+            raise AssertionError("the event stream ended")
+        if line.startswith(b"data:"):
+            return dict(json.loads(line[5:]))
+
+
+def test_a_kill_switch_reaches_an_ofrep_event_stream_and_the_refetch_sees_it(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps(flags("on")))
+    assert flagctl("push", str(path), "--redis", redis_server.url, "--env", "ofrep")[0] == 0
+    port = free_port()
+    edge = Edge(redis_server.url, "ofrep", tmp_path / "lkg.json", f"--ofrep-port={port}")
+    edge.wait_serving()
+    try:
+        status, before, headers = call(port, "/ofrep/v1/evaluate/flags", {"context": {}})
+        assert status == 200 and before["flags"][0]["value"] is True
+        events = urllib.request.urlopen(f"http://127.0.0.1:{port}/ofrep/v1/events", timeout=30)
+        assert events.readline().startswith(b": ")  # subscribed
+        code, _, err = flagctl("kill", "switch", "--redis", redis_server.url, "--env", "ofrep")
+        assert code == 0, err
+        event = _next_data(events)
+        events.close()
+        assert event["type"] == "refetchEvaluation"
+        status, after, _ = call(
+            port,
+            f"/ofrep/v1/evaluate/flags?flagConfigEtag={event['etag']}",
+            {"context": {}},
+            **{"If-None-Match": headers["ETag"]},
+        )
+        assert status == 200 and after["flags"][0]["reason"] == "DISABLED"
+    finally:
+        assert edge.stop() == 0
