@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import workloads as W
+from flagedge.bench import workloads as W
 from flagedge.snapshot import Snapshot
 
 

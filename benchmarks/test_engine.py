@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import workloads as W
+from flagedge.bench import workloads as W
 from flagedge.model import Override, OverrideKind, Reason
 from flagedge.snapshot import Snapshot
 

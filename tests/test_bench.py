@@ -90,6 +90,62 @@ def test_the_markdown_report_has_each_section_and_links_its_plots(tiny_report: P
         assert "Plots skipped" in text
 
 
+SUITE_PEERS = ["flagd-core", "flagsmith-engine", "growthbook", "launchdarkly", "unleash-yggdrasil"]
+
+
+def test_a_run_missing_peers_says_which_and_names_no_fastest_peer(tiny_report: Path) -> None:
+    # --tiny measures flagd-core alone: the other four peers of the suite are missing.
+    report = json.loads((tiny_report / "report.json").read_text())
+    assert sorted(report["sections"]["peers"]["missing"]) == SUITE_PEERS[1:]
+    text = (tiny_report / "report.md").read_text()
+    assert "fastest peer:" not in text
+    headline = next(line for line in text.splitlines() if line.startswith("- **Peers**"))
+    assert "partial set" in headline and "no fastest peer named" in headline
+    assert all(peer in headline for peer in SUITE_PEERS[1:])
+    assert "over flagd-core static " in headline
+    assert "**Partial set, so no fastest peer.** Missing: flagsmith-engine (not selected)" in text
+
+
+def _render(report: dict[str, Any], tmp_path: Path) -> str:
+    """report.md of a report.json, as the suite writes it."""
+    path = _write(tmp_path / "synthetic.json", report)
+    script = "import json, sys; from benchmarks.suite import report; "
+    script += "print(report.markdown(json.load(open(sys.argv[1]))), end='')"
+    done = run("-c", script, str(path))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_only_a_complete_peer_set_headlines_the_fastest_peer(
+    tiny_report: Path, tmp_path: Path
+) -> None:
+    report = json.loads((tiny_report / "report.json").read_text())
+    peers = report["sections"]["peers"]
+    del peers["missing"]  # derived from the results, as for reports older than the field
+    workloads = ["static", "targeted", "rollout", "all200"]
+    peers["results"] = {
+        name: {w: {"ns_per_eval": 1000.0 * (i + 1)} for w in workloads}
+        for i, name in enumerate(SUITE_PEERS)
+    }
+    peers["results"]["flagedge"] = {w: {"ns_per_eval": 100.0} for w in workloads}
+    peers["speedup"] = {
+        name: {w: 10.0 * (i + 1) for w in workloads} for i, name in enumerate(SUITE_PEERS)
+    }
+    text = _render(report, tmp_path)
+    assert (
+        "- **Peers**, flagedge's speed-up over the fastest peer: static 10.0x (flagd-core)" in text
+    )
+    assert "Partial set" not in text
+
+    # flagd-core, the fastest, fails one workload: the rest must not be called the fastest.
+    peers["results"]["flagd-core"]["rollout"] = {"error": "ValueError: no"}
+    del peers["speedup"]["flagd-core"]["rollout"]
+    text = _render(report, tmp_path)
+    assert "fastest peer:" not in text
+    assert "partial set (missing flagd-core: no fastest peer named)" in text
+    assert "Missing: flagd-core (not in this report)" in text
+
+
 def _write(path: Path, report: dict[str, Any]) -> Path:
     path.write_text(json.dumps(report))
     return path

@@ -1,5 +1,5 @@
 """Peer feature-flag evaluators, benchmarked on the workloads in
-``benchmarks.workloads``.
+``flagedge.bench.workloads``.
 
 Each adapter module exposes ``make(workload) -> Callable[[], None]``: a
 zero-argument function performing ONE pass of the workload (one evaluation, or

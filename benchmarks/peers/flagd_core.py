@@ -9,8 +9,8 @@ from typing import Any
 from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 
-from benchmarks import workloads as W
-from benchmarks.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
+from flagedge.bench import workloads as W
+from flagedge.bench.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
 
 NAME = "flagd-core"
 DIST = "openfeature-flagd-core"

@@ -6,8 +6,8 @@ import functools
 from collections.abc import Callable
 from itertools import cycle
 
-from benchmarks import workloads as W
-from benchmarks.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
+from flagedge.bench import workloads as W
+from flagedge.bench.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
 from flagedge.snapshot import Snapshot
 
 NAME = "flagedge"

@@ -27,8 +27,8 @@ from typing import Any
 
 from flag_engine.engine import get_evaluation_result as _get_evaluation_result
 
-from benchmarks import workloads as W
-from benchmarks.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
+from flagedge.bench import workloads as W
+from flagedge.bench.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
 
 NAME = "flagsmith-engine"
 DIST = "flagsmith-flag-engine"

@@ -24,8 +24,8 @@ from typing import Any
 
 from growthbook import GrowthBook
 
-from benchmarks import workloads as W
-from benchmarks.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
+from flagedge.bench import workloads as W
+from flagedge.bench.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
 
 NAME = "growthbook"
 DIST = "growthbook"

@@ -33,8 +33,8 @@ from ldclient.context import Context
 from ldclient.interfaces import UpdateProcessor
 from ldclient.versioned_data_kind import FEATURES, SEGMENTS
 
-from benchmarks import workloads as W
-from benchmarks.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
+from flagedge.bench import workloads as W
+from flagedge.bench.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
 
 NAME = "launchdarkly"
 DIST = "launchdarkly-server-sdk"

@@ -38,7 +38,7 @@ from typing import Any
 from benchmarks import peers as _peers
 from benchmarks.peers import BUILTIN_PEERS, CONTENDERS, MakeFn
 from benchmarks.peers import register as _register
-from benchmarks.workloads import EVALS_PER_CALL, WORKLOAD_TITLES, WORKLOADS
+from flagedge.bench.workloads import EVALS_PER_CALL, WORKLOAD_TITLES, WORKLOADS
 
 ADAPTER_MODULE = "benchmarks.peers.flagedge_adapter"
 

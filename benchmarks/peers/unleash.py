@@ -25,8 +25,8 @@ from typing import Any
 
 from yggdrasil_engine.engine import UnleashEngine  # type: ignore[import-untyped]
 
-from benchmarks import workloads as W
-from benchmarks.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
+from flagedge.bench import workloads as W
+from flagedge.bench.workloads import EVALS_PER_CALL  # noqa: F401  (re-exported)
 
 NAME = "unleash-yggdrasil"
 DIST = "yggdrasil-engine"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peers import BUILTIN_PEERS
 from benchmarks.peers.run import load_evaluators, measure
 from flagedge.bench import workloads as W
 from flagedge.model import Override, OverrideKind
@@ -413,9 +414,27 @@ def peers(params: Params) -> dict[str, Any]:
         "harness_ns_per_call": round(empty["best_ns_per_call"], 2),
         "versions": versions,
         "skipped": skipped,
+        "missing": _missing_peers(makes, skipped, results),
         "results": results,
         "speedup": speedup,
     }
+
+
+def _missing_peers(
+    makes: dict[str, Any], skipped: list[str], results: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    """The suite's peers without a figure on every workload, and why: a report that lacks
+    any of them must not name a fastest peer."""
+    missing = {}
+    for name in BUILTIN_PEERS:
+        if name not in makes:
+            why = [m.split(": ", 1)[1] for m in skipped if m.startswith(f"{name}: ")]
+            missing[name] = why[0] if why else "not selected"
+            continue
+        failed = [w for w in W.WORKLOADS if "ns_per_eval" not in results[name].get(w, {})]
+        if failed:
+            missing[name] = "failed on " + ", ".join(failed)
+    return missing
 
 
 SECTIONS: dict[str, Callable[[Params], dict[str, Any]]] = {

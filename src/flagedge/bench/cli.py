@@ -26,7 +26,12 @@ def _load(args: argparse.Namespace) -> int:
 def add_command(sub: Any) -> None:
     """Add ``bench`` and its subcommands to the CLI's subparsers."""
     bench = sub.add_parser("bench", help="benchmark tools: load a flagedge or flagd server")
-    tools = bench.add_subparsers(dest="bench_command", required=True, metavar="TOOL")
+    tools = bench.add_subparsers(
+        dest="bench_command",
+        required=True,
+        metavar="TOOL",
+        help="the tool; flagedge bench TOOL --help for its options",
+    )
     doc = load.__doc__ or ""
     p = tools.add_parser(
         "load",

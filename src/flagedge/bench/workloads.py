@@ -273,14 +273,6 @@ def flagd_doc(specs: list[FlagSpec]) -> dict[str, Any]:
     return {"flags": {spec.key: _flagd_flag(spec) for spec in specs}}
 
 
-def static_doc() -> dict[str, Any]:
-    return flagd_doc(static_specs())
-
-
-def targeted_doc() -> dict[str, Any]:
-    return flagd_doc(targeted_specs())
-
-
 def rollout_doc() -> dict[str, Any]:
     return flagd_doc(rollout_specs())
 

@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Feature-flag evaluation edge service (flagd-compatible).",
     )
     parser.add_argument("--version", action="version", version=f"flagedge {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="the command; flagedge COMMAND --help for its options",
+    )
     core.add_commands(sub)
     serve.add_command(sub)
     control.add_commands(sub)

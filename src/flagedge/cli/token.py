@@ -33,7 +33,9 @@ def cmd_token_new(args: argparse.Namespace) -> int:
 
 def add_command(sub: Any) -> None:
     p = sub.add_parser("token", help="client tokens for the auth file")
-    tokens = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    tokens = p.add_subparsers(
+        dest="token_command", required=True, metavar="ACTION", help="new: make a token"
+    )
     p = tokens.add_parser(
         "new", help="make a random token (256 bits, URL-safe) and print its auth-file entry"
     )

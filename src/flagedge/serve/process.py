@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import DefinitionError
 from ..logs import event
 from ..metrics import ServerMetrics
+from ..model import ValueKind
 from ..snapshot import SnapshotHolder
 from .config import ServeConfig
 from .listeners import Listener, ServeContext, make_listeners
@@ -45,6 +46,14 @@ class _Readiness:
 
     def details(self) -> Mapping[str, object]:
         return self.source.details()
+
+
+_RESOLVE = {
+    ValueKind.BOOLEAN: "ResolveBoolean",
+    ValueKind.STRING: "ResolveString",
+    ValueKind.NUMBER: "ResolveFloat",
+    ValueKind.OBJECT: "ResolveObject",
+}
 
 
 def _display(host: str) -> str:
@@ -88,18 +97,24 @@ def _log_startup(
     grpc_port = ports.get("port")
     if snap is not None and snap.keys and grpc_port is not None and config.worker_index == "0":
         host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else _display(config.host)
-        key = snap.keys[0]
+        # A boolean flag if there is one; otherwise the first, with its kind's method.
+        flag = next(
+            (f for f in snap.flags.values() if f.kind is ValueKind.BOOLEAN),
+            snap.flags[snap.keys[0]],
+        )
+        method = _RESOLVE[flag.kind]
         event(
             log,
             logging.INFO,
             "try",
             'try it: grpcurl -plaintext -d \'{"flagKey": "%s", "context": '
-            '{"targetingKey": "user-1"}}\' %s:%d flagd.evaluation.v2.Service/ResolveBoolean '
+            '{"targetingKey": "user-1"}}\' %s:%d flagd.evaluation.v2.Service/%s '
             "(README: more clients)",
-            key,
+            flag.key,
             host,
             grpc_port,
-            flag=key,
+            method,
+            flag=flag.key,
         )
 
 
