@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +128,22 @@ def _wait_line(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> int:
     raise RuntimeError(f"the server exited before it said {pattern.pattern!r}")
 
 
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def _process(command: list[str], pattern: re.Pattern[str]) -> Iterator[int]:
+def _process(command: list[str], pattern: re.Pattern[str]) -> Iterator[Server]:
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
-        yield _wait_line(process, pattern)
+        yield Server(_wait_line(process, pattern), process.pid)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -195,8 +207,11 @@ def wrk(
     pin: list[str],
     headers: dict[str, str] | None = None,
     delay_ms: int | None = None,
+    server: Server | None = None,
 ) -> dict[str, Any]:
-    """One wrk run: requests/s, latency percentiles (ms), and answers that were not 2xx/3xx."""
+    """One wrk run: requests/s, latency percentiles (ms), answers that were not 2xx/3xx, and
+    with ``server`` its CPU per request (µs; steadier than rates on a shared machine)."""
+    cpu_before = server.cpu_seconds() if server is not None else 0.0
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_lua(body, headers or {}, delay_ms))
     try:
@@ -213,7 +228,16 @@ def wrk(
         ).stdout
     finally:
         os.unlink(script.name)
+    cpu = server.cpu_seconds() - cpu_before if server is not None else 0.0
+    result = parse_wrk(out)
+    result["cpu_us"] = round(cpu * 1e6 / max(1, result["requests"]), 1) if server else None
+    return result
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """requests, requests/s, latency percentiles (ms) and bad answers from wrk --latency."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     latency = {
         f"p{q}": _ms(v) for q, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.MULTILINE)
     }
@@ -221,6 +245,7 @@ def wrk(
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": round(rps, 1),
+        "requests": count,
         **{k: round(v, 3) for k, v in latency.items()},
         "bad_answers": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(1) if errors else "",
@@ -243,6 +268,10 @@ def _post(port: int, path: str, body: bytes, headers: dict[str, str] | None = No
 # -- the measurements ------------------------------------------------------------------------
 
 
+def _median(values: Sequence[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
 def throughput(flags: Path, rounds: int, duration: float, connections: int) -> dict[str, Any]:
     """Single-flag OFREP calls/s against the two constant handlers, interleaved by round;
     then flagedge's latency at half its median rate."""
@@ -255,55 +284,50 @@ def throughput(flags: Path, rounds: int, duration: float, connections: int) -> d
         baseline_server("app", server_pin) as app,
         baseline_server("lowlevel", server_pin) as floor,
     ):
-        status, _, answer = _post(ofrep, path, body)
+        status, _, answer = _post(ofrep.port, path, body)
         assert status == 200 and json.loads(answer)["key"] == FLAG, answer
-        ports = {"baseline": app, "flagedge": ofrep, "floor": floor}
+        servers = {"baseline": app, "flagedge": ofrep, "floor": floor}
         order = ["baseline", "flagedge", "floor"]
-        for _ in range(1):  # warm every server (uvloop, caches, the JIT-less interpreter)
-            for name in order:
-                wrk(
-                    f"http://127.0.0.1:{ports[name]}{path}",
-                    body,
-                    duration=1,
-                    connections=connections,
-                    pin=load_pin,
-                )
+
+        def run(name: str, seconds: float) -> dict[str, Any]:
+            server = servers[name]
+            url = f"http://127.0.0.1:{server.port}{path}"
+            return wrk(
+                url, body, duration=seconds, connections=connections, pin=load_pin, server=server
+            )
+
+        for name in order:  # warm every server (uvloop, allocator, caches)
+            run(name, 1)
         for r in range(rounds):
             for name in order if r % 2 == 0 else list(reversed(order)):
-                runs[name].append(
-                    wrk(
-                        f"http://127.0.0.1:{ports[name]}{path}",
-                        body,
-                        duration=duration,
-                        connections=connections,
-                        pin=load_pin,
-                    )
-                )
+                runs[name].append(run(name, duration))
         half = statistics.median(r["rps"] for r in runs["flagedge"]) / 2
         rate_connections = max(1, round(half * DELAY_MS / 1000))
         at_half = wrk(
-            f"http://127.0.0.1:{ofrep}{path}",
+            f"http://127.0.0.1:{ofrep.port}{path}",
             body,
             duration=max(duration, 5),
             connections=rate_connections,
             pin=load_pin,
             delay_ms=DELAY_MS,
         )
-    ratios = [f["rps"] / b["rps"] for f, b in zip(runs["flagedge"], runs["baseline"], strict=True)]
-    floor_ratios = [
-        f["rps"] / b["rps"] for f, b in zip(runs["flagedge"], runs["floor"], strict=True)
-    ]
+
+    def ratios(a: str, b: str, key: str) -> list[float]:
+        return [x[key] / y[key] for x, y in zip(runs[a], runs[b], strict=True)]
+
     return {
         "connections": connections,
         "duration_s": duration,
         "rounds": rounds,
-        "baseline_rps": [r["rps"] for r in runs["baseline"]],
-        "flagedge_rps": [r["rps"] for r in runs["flagedge"]],
-        "floor_rps": [r["rps"] for r in runs["floor"]],
-        "ratio_vs_baseline_per_round": [round(x, 3) for x in ratios],
-        "ratio_vs_baseline_median": round(statistics.median(ratios), 3),
-        "ratio_vs_floor_median": round(statistics.median(floor_ratios), 3),
-        "flagedge_p99_ms_at_full_load": statistics.median(r["p99"] for r in runs["flagedge"]),
+        **{f"{name}_rps": [r["rps"] for r in runs[name]] for name in order},
+        **{f"{name}_cpu_us_per_call": [r["cpu_us"] for r in runs[name]] for name in order},
+        "ratio_vs_baseline_per_round": [round(x, 3) for x in ratios("flagedge", "baseline", "rps")],
+        "ratio_vs_baseline_median": _median(ratios("flagedge", "baseline", "rps")),
+        "ratio_vs_floor_median": _median(ratios("flagedge", "floor", "rps")),
+        # baseline CPU per call / flagedge CPU per call: the rate ratio an idle machine gives
+        "cpu_ratio_vs_baseline_median": _median(ratios("baseline", "flagedge", "cpu_us")),
+        "cpu_ratio_vs_floor_median": _median(ratios("floor", "flagedge", "cpu_us")),
+        "flagedge_p99_ms_at_full_load": _median([r["p99"] for r in runs["flagedge"]]),
         "half_rate_target": round(half),
         "half_rate_achieved": at_half["rps"],
         "half_rate_connections": rate_connections,
@@ -317,38 +341,46 @@ def bulk(flags: Path, rounds: int, duration: float, connections: int) -> dict[st
     server_pin, load_pin = _cpus()
     body = json.dumps({"context": _context()}).encode()
     path = "/ofrep/v1/evaluate/flags"
-    full: list[float] = []
-    cached: list[float] = []
-    with flagedge_server(flags, server_pin) as port:
-        status, headers, answer = _post(port, path, body)
+    results: dict[str, list[dict[str, Any]]] = {"full": [], "304": []}
+    with flagedge_server(flags, server_pin) as server:
+        status, headers, answer = _post(server.port, path, body)
         assert status == 200 and len(json.loads(answer)["flags"]) == 201
         etag = headers["ETag"]
         try:
-            _post(port, path, body, {"If-None-Match": etag})
+            _post(server.port, path, body, {"If-None-Match": etag})
             raise AssertionError("expected 304")
         except Exception as exc:  # urllib raises for 304
             assert getattr(exc, "code", None) == 304, exc
-        url = f"http://127.0.0.1:{port}{path}"
+        url = f"http://127.0.0.1:{server.port}{path}"
         wrk(url, body, duration=1, connections=connections, pin=load_pin)
+        pair = [("full", {}), ("304", {"If-None-Match": etag})]
         for r in range(rounds):
-            pair = [("full", {}), ("304", {"If-None-Match": etag})]
-            for name, headers_ in pair if r % 2 == 0 else list(reversed(pair)):
-                result = wrk(
-                    url,
-                    body,
-                    duration=duration,
-                    connections=connections,
-                    pin=load_pin,
-                    headers=headers_,
+            for name, extra in pair if r % 2 == 0 else list(reversed(pair)):
+                results[name].append(
+                    wrk(
+                        url,
+                        body,
+                        duration=duration,
+                        connections=connections,
+                        pin=load_pin,
+                        headers=extra,
+                        server=server,
+                    )
                 )
-                (full if name == "full" else cached).append(result["rps"])
-    ratios = [c / f for c, f in zip(cached, full, strict=True)]
+    full, cached = results["full"], results["304"]
     return {
         "flags": 201,
-        "full_rps": full,
-        "not_modified_rps": cached,
-        "ratio_per_round": [round(x, 2) for x in ratios],
-        "ratio_median": round(statistics.median(ratios), 2),
+        "full_rps": [r["rps"] for r in full],
+        "not_modified_rps": [r["rps"] for r in cached],
+        "full_cpu_us_per_call": [r["cpu_us"] for r in full],
+        "not_modified_cpu_us_per_call": [r["cpu_us"] for r in cached],
+        "ratio_per_round": [
+            round(c["rps"] / f["rps"], 2) for c, f in zip(cached, full, strict=True)
+        ],
+        "ratio_median": _median([c["rps"] / f["rps"] for c, f in zip(cached, full, strict=True)]),
+        "cpu_ratio_median": _median(
+            [f["cpu_us"] / c["cpu_us"] for c, f in zip(cached, full, strict=True)]
+        ),
     }
 
 
@@ -403,8 +435,8 @@ def sse(streams: int, flips: int) -> dict[str, Any]:
         assert admin.write(
             Write(0, ChangeKind.DEFINITIONS, "bench", "push", definitions=definitions)
         ).ok
-        with flagedge_server(tmp / "unused.json", [], redis=url) as port:
-            samples = asyncio.run(_flip(admin, port, streams, flips, Override, OverrideKind))
+        with flagedge_server(tmp / "unused.json", [], redis=url) as edge:
+            samples = asyncio.run(_flip(admin, edge.port, streams, flips, Override, OverrideKind))
         admin.close()
     finally:
         redis.send_signal(signal.SIGTERM)

@@ -10,6 +10,7 @@ ready ──── SIGTERM/SIGINT ───► not ready; stop listeners (in-fli
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -170,6 +171,11 @@ async def serve(config: ServeConfig) -> int:
                 return 2
             readiness.serving = True
             _log_startup(config, source, holder, listeners)
+            # Everything made so far (modules, the first snapshot, the servers) lives as long
+            # as the process: move it out of the cyclic GC's sight. A full collection over
+            # it took 75-85 ms on the 2-core benchmark machine, a pause every caller in
+            # flight would wait out (BENCHMARKS.md, "OFREP over HTTP").
+            gc.freeze()
             await stopping.wait()
             event(
                 log,

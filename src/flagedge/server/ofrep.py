@@ -45,15 +45,15 @@ from flagedge.definitions import quote
 from flagedge.errors import PermissionDenied, Unauthenticated
 from flagedge.metrics import ServerMetrics
 from flagedge.model import ErrorCode, Resolution
-from flagedge.server.events import ChangeHub, Shutdown
+from flagedge.server.events import Change, ChangeHub, Shutdown
 from flagedge.server.http import (
     BodyError,
     HttpLimits,
     RateLimit,
     Routes,
     buffered_body,
+    internal_error,
     json_response,
-    raw_json,
     read_body,
 )
 from flagedge.snapshot import Snapshot, SnapshotHolder
@@ -70,6 +70,9 @@ INACTIVITY_DELAY: Final = 120  # eventStreams.inactivityDelaySec: the spec's def
 Authorize = Callable[[str | None, str | None], Identity]
 
 _CACHE_LIMIT: Final = 65_536  # serialised answers kept per snapshot
+_FLAG_PATH_LENGTH: Final = len(FLAG_PATH)
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
+_perf_counter = time.perf_counter
 
 
 class Refused(Exception):
@@ -104,20 +107,20 @@ def parse_context(body: bytes, limits: Limits) -> dict[str, Any]:
     An empty body, ``{}`` and ``{"context": null}`` mean an empty context (the Python
     provider sends ``{}`` when there is no evaluation context).
     """
-    if not body.strip():
-        return {}
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if not body.strip():
+            return {}
         raise Refused(400, ErrorCode.PARSE_ERROR, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise Refused(
             400, ErrorCode.PARSE_ERROR, 'the body must be a JSON object: {"context": {...}}'
         )
     context = data.get("context")
-    if context is None:
-        return {}
-    if not isinstance(context, dict):
+    if type(context) is not dict:
+        if context is None:
+            return {}
         raise Refused(
             400,
             ErrorCode.INVALID_CONTEXT,
@@ -284,6 +287,7 @@ class OfrepService:
         self._record = self.metrics.evaluations.record
         self._record_many = self.metrics.evaluations.record_many
         self._configuration: _Configuration | None = None
+        self._announced: tuple[Change, bytes] | None = None
         self._document: tuple[Mapping[str, Any], bytes, bool] | None = None
         self._observe_one = self.metrics.recorder("ofrep/EvaluateFlag")
         self._observe_all = self.metrics.recorder("ofrep/EvaluateFlags")
@@ -291,7 +295,7 @@ class OfrepService:
 
     def add_routes(self, routes: Routes) -> None:
         routes.add("POST", BULK_PATH, self.evaluate_flags)
-        routes.add_prefix("POST", FLAG_PATH, self.evaluate_flag)
+        routes.add_prefix("POST", FLAG_PATH, self.evaluate_flag, guarded=True)
         routes.add("GET", EVENTS_PATH, self.events)
 
     # -- shared steps --------------------------------------------------------------------
@@ -352,29 +356,41 @@ class OfrepService:
 
     async def evaluate_flag(self, request: BaseRequest) -> web.StreamResponse:
         # raw_path: the request line's own string (request.path decodes through yarl).
-        key = request.raw_path[len(FLAG_PATH) :].partition("?")[0]
+        key = request.raw_path[_FLAG_PATH_LENGTH:]
+        if "?" in key:
+            key = key.partition("?")[0]
         if "%" in key:
             key = unquote(key)
         try:
             # Open and unlimited (the default): skip the call, this is the hot path.
             identity = ANONYMOUS if self._open else self.admit(request)
-            try:
-                body = buffered_body(request, self.http)
-            except BodyError as exc:
-                raise Refused(exc.status, None, exc.message) from None
+            body = buffered_body(request, self.http)
             if body is None:  # still arriving: wait for it, within the body timeout
                 body = await self.body(request)
-            start = time.perf_counter()
-            try:
-                return self._evaluate_one(key, body, identity)
-            finally:
-                self._observe_one(time.perf_counter() - start)
+        except BodyError as exc:
+            return Refused(exc.status, None, exc.message).response(key)
         except Refused as refused:
             return refused.response(key)
+        except ConnectionError:
+            raise  # the client went away while sending: nobody to answer
+        except Exception:
+            return internal_error(request)
+        start = _perf_counter()
+        try:
+            return self._evaluate_one(key, body, identity)
+        except Refused as refused:
+            return refused.response(key)
+        except Exception:  # registered unguarded (one frame less): the catch-all is here
+            return internal_error(request)
+        finally:
+            self._observe_one(_perf_counter() - start)
 
     def _evaluate_one(self, key: str, body: bytes, identity: Identity) -> web.Response:
         context = parse_context(body, self.limits)
-        config = self.configuration()
+        snap = self.holder.current
+        config = self._configuration
+        if config is None or config.snapshot is not snap:
+            config = self.configuration()
         if not key:
             raise Refused(404, ErrorCode.FLAG_NOT_FOUND, "no flag key in the path")
         if identity.flags and not identity.sees(key):
@@ -384,13 +400,14 @@ class OfrepService:
         self._record(resolution)
         if resolution.error_code is None:
             cached = config.bodies.get(id(resolution))
-            if cached is not None and cached[0] is resolution:
-                return raw_json(200, cached[1])
-            encoded = orjson.dumps(success(resolution))
-            if len(config.bodies) >= _CACHE_LIMIT:
-                config.bodies.clear()
-            config.bodies[id(resolution)] = (resolution, encoded)
-            return raw_json(200, encoded)
+            if cached is None or cached[0] is not resolution:
+                if len(config.bodies) >= _CACHE_LIMIT:
+                    config.bodies.clear()
+                cached = config.bodies[id(resolution)] = (
+                    resolution,
+                    orjson.dumps(success(resolution)),
+                )
+            return web.Response(body=cached[1], headers=_JSON_HEADERS)
         status = 404 if resolution.error_code is ErrorCode.FLAG_NOT_FOUND else 400
         return json_response(status, failure(resolution))
 
@@ -493,13 +510,20 @@ class OfrepService:
                 return
             if identity.flags and not any(identity.sees(k) for k in event.changed):
                 continue  # nothing this caller may see changed: not announced
-            config = self.configuration_of(event.current)
-            data = orjson.dumps(
-                {"type": "refetchEvaluation", "etag": config.etag, "lastModified": unix_now()}
-            )
-            await response.write(
-                b"id: " + config.etag.encode() + b"\nevent: message\ndata: " + data + b"\n\n"
-            )
+            await response.write(self._announcement(event))
+
+    def _announcement(self, change: Change) -> bytes:
+        """The SSE event for ``change``, encoded once for every stream that sends it."""
+        cached = self._announced
+        if cached is not None and cached[0] is change:
+            return cached[1]
+        config = self.configuration_of(change.current)
+        data = orjson.dumps(
+            {"type": "refetchEvaluation", "etag": config.etag, "lastModified": unix_now()}
+        )
+        encoded = b"id: " + config.etag.encode() + b"\nevent: message\ndata: " + data + b"\n\n"
+        self._announced = (change, encoded)
+        return encoded
 
     def configuration_of(self, snap: Snapshot) -> _Configuration:
         current = self._configuration
