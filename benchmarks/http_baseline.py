@@ -6,13 +6,15 @@
 writes a handler, web.Application with one POST route returning a web.Response of constant
 bytes; the request body is not read. ``lowlevel``: the same handler on aiohttp's low-level
 web.Server (no application, router or middleware chain), the floor of what any aiohttp
-handler can cost. Both run on uvloop, as ``flagedge serve`` does, with access logs off, and
-print ``serving HTTP on 127.0.0.1:PORT`` once bound.
+handler can cost. Both run on uvloop, as ``flagedge serve`` does, with access logs off and
+their startup heap frozen out of the cyclic GC (as serve's), and print ``serving HTTP on
+127.0.0.1:PORT`` once bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 import orjson
@@ -44,6 +46,7 @@ async def main(port: int, kind: str) -> None:
         runner = web.ServerRunner(web.Server(constant, access_log=None))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    gc.freeze()  # as flagedge serve does once it serves: the same GC for both
     print(f"serving HTTP on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     await asyncio.Event().wait()
 

@@ -5,6 +5,7 @@ answered 304 against full bulk evaluations, and a kill switch reaching SSE strea
     python -m benchmarks.ofrep --rounds 5 --duration 10 --json ofrep.json
     python -m benchmarks.ofrep --only sse --streams 100 --flips 100
     python -m benchmarks.ofrep --quick                  # a few seconds: is everything wired?
+    python -m benchmarks.ofrep --only instructions      # CPU instructions per call (valgrind)
 
 What drives the load: wrk (Debian's package ``wrk``, C, epoll; installed with apt-get when it
 is missing and this runs as root), one thread, keep-alive connections, pinned to the last CPU
@@ -25,6 +26,12 @@ Flags: benchmarks' mixed set of 200 flags (static, targeted, rollout, semver: a 
 them run rules per call). The single-flag call evaluates ``mixed-targeted-000`` (a rule)
 for a user context; the bulk call evaluates all 200 for it.
 
+Instructions (``--only instructions``, not part of the default run): each server process
+under valgrind's callgrind, 300 warm-up calls, then the instructions executed over 1,000
+single-flag calls on one keep-alive connection, divided by 1,000. A count, not a time: it is
+the same on a busy machine as on an idle one, so it shows the cost ratio the noisy rates of a
+shared machine blur (instructions are not cycles; the ratio is close, not exact).
+
 Kill switch to SSE: one redis-server, one ``flagedge serve --redis`` edge with OFREP, N
 event streams held open by this process (asyncio, raw sockets). A flip is the control
 plane's own write (RedisAdmin.write, the Lua script the CLI runs: a kill, then its removal);
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -459,6 +467,10 @@ async def _flip(
     from flagedge.store.plane import ChangeKind, Write
 
     opened = [await _open_stream(port) for _ in range(streams)]
+    # This process stamps the arrivals: keep its own cyclic GC from pausing the stamping
+    # (the edge does the same at startup: serve/process.py).
+    gc.collect()
+    gc.freeze()
     loop = asyncio.get_running_loop()
     samples: list[float] = []
     killed = override(kinds.KILL, "off")
@@ -484,6 +496,63 @@ async def _flip(
     return samples
 
 
+def _calls(port: int, path: str, body: bytes, n: int) -> None:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for _ in range(n):
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 200, answer.status
+    connection.close()
+
+
+def instructions(flags: Path, calls: int = 1000) -> dict[str, Any]:
+    """CPU instructions per single-flag call, counted by valgrind's callgrind in each server
+    process over ``calls`` calls on one keep-alive connection after 300 warm-up calls: the
+    same counts on a busy machine as on an idle one, where rates are not."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        raise SystemExit("valgrind is needed to count instructions: apt-get install valgrind")
+    body = json.dumps({"context": _context()}).encode()
+    path = f"/ofrep/v1/evaluate/flags/{FLAG}"
+    out: dict[str, Any] = {"calls": calls}
+    with tempfile.TemporaryDirectory(prefix="flagedge-callgrind-") as tmp:
+        for name, command, pattern in (
+            ("baseline", [sys.executable, "-m", "benchmarks.http_baseline", "{port}", "app"],
+             BASELINE_LINE),
+            ("floor", [sys.executable, "-m", "benchmarks.http_baseline", "{port}", "lowlevel"],
+             BASELINE_LINE),
+            ("flagedge", [*(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
+                          *("--port=0", "--management-port=0", "--ofrep-port={port}"),
+                          *("--workers=1", "--log-format=text", f"--flags={flags}")],
+             OFREP_LINE),
+        ):  # fmt: skip
+            port = _free_port()
+            dump = Path(tmp) / f"{name}.out"
+            argv = [part.replace("{port}", str(port)) for part in command]
+            grind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}"]
+            with _process([*grind, *argv], pattern) as server:
+                _calls(port, path, body, 300)
+                subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True,
+                               capture_output=True)  # fmt: skip
+                _calls(port, path, body, calls)
+                subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True,
+                               capture_output=True)  # fmt: skip
+                dumps = sorted(Path(tmp).glob(f"{name}.out.*"))
+                text = dumps[-1].read_text(errors="replace")
+                total = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
+                assert total, f"no totals in {dumps[-1]}"
+                out[f"{name}_instructions_per_call"] = int(total.group(1)) // calls
+    out["ratio_vs_baseline"] = round(
+        out["baseline_instructions_per_call"] / out["flagedge_instructions_per_call"], 3
+    )
+    out["ratio_vs_floor"] = round(
+        out["floor_instructions_per_call"] / out["flagedge_instructions_per_call"], 3
+    )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.ofrep", description=__doc__.split("\n")[0]
@@ -493,7 +562,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--flips", type=int, default=100)
-    parser.add_argument("--only", choices=("single", "bulk", "sse"), action="append")
+    parser.add_argument(
+        "--only",
+        choices=("single", "bulk", "sse", "instructions"),
+        action="append",
+        help="one part (repeatable); instructions (valgrind) runs only when named",
+    )
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 10 streams, 4 flips")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -510,6 +584,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "bulk" in wanted:
             results["bulk"] = bulk(flags, args.rounds, args.duration, args.connections)
             print(json.dumps({"bulk": results["bulk"]}), flush=True)
+        if "instructions" in wanted:
+            results["instructions"] = instructions(flags)
+            print(json.dumps({"instructions": results["instructions"]}), flush=True)
     if "sse" in wanted:
         results["sse"] = sse(args.streams, args.flips)
         print(json.dumps({"sse": results["sse"]}), flush=True)
