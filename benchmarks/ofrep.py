@@ -119,13 +119,17 @@ def _cpus() -> tuple[list[str], list[str]]:
     return ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[-1])]
 
 
-def _drain(process: subprocess.Popen[str]) -> None:
+def _drain(process: subprocess.Popen[str]) -> threading.Thread:
+    """Keep reading a server's log so that it never blocks on a full pipe."""
+
     def drain() -> None:
         assert process.stderr is not None
         for _ in process.stderr:
             pass
 
-    threading.Thread(target=drain, daemon=True).start()
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    return thread
 
 
 def _wait_line(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> int:
@@ -133,7 +137,6 @@ def _wait_line(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> int:
     for line in process.stderr:
         found = pattern.search(line)
         if found:
-            _drain(process)
             return int(found.group(1))
     raise RuntimeError(f"the server exited before it said {pattern.pattern!r}")
 
@@ -152,8 +155,11 @@ class Server:
 @contextmanager
 def _process(command: list[str], pattern: re.Pattern[str]) -> Iterator[Server]:
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    drain: threading.Thread | None = None
     try:
-        yield Server(_wait_line(process, pattern), process.pid)
+        port = _wait_line(process, pattern)
+        drain = _drain(process)
+        yield Server(port, process.pid)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -162,6 +168,10 @@ def _process(command: list[str], pattern: re.Pattern[str]) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if drain is not None:
+            drain.join(10)  # it ends at the pipe's end, with the process
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def flagedge_server(flags: Path, pin: list[str], *extra: str, redis: str | None = None) -> Any:

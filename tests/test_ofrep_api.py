@@ -306,6 +306,24 @@ class TestCallers:
         assert body["errorCode"] == other["errorCode"] == "FLAG_NOT_FOUND"
 
     @async_test
+    async def test_callers_who_see_different_flags_get_different_etags(
+        self, tmp_path: Path
+    ) -> None:
+        tokens = auth_file(tmp_path)
+        async with http_serving(security=security_for(tokens)) as served:
+            _, every, all_flags = await served.post(
+                BULK, {}, Authorization=f"Bearer {tokens.everything}"
+            )
+            status, _, _ = await served.post(
+                BULK,
+                {},
+                Authorization=f"Bearer {tokens.static_only}",
+                If_None_Match=all_flags["ETag"],
+            )
+        assert every is not None and len(every["flags"]) == len(DOCUMENT["flags"])
+        assert status == 200  # another caller's ETag never answers 304
+
+    @async_test
     async def test_over_the_rate_a_token_gets_429_with_retry_after(self) -> None:
         async with http_serving(rate=0.5, burst=2) as served:
             answers = [await served.post(FLAG + "static-bool", {}) for _ in range(3)]

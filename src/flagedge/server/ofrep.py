@@ -415,7 +415,9 @@ class OfrepService:
 
     def etag(self, config: _Configuration, identity: Identity, body: bytes) -> str:
         digest = hashlib.blake2b(config.fingerprint, digest_size=16)
-        digest.update(identity.name.encode("utf-8", "surrogatepass"))
+        # The caller: its name, and its prefixes (which flags it sees; an auth file reload
+        # may change them under the same name).
+        digest.update("\0".join((identity.name, *identity.flags)).encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
         if config.timed:
             digest.update(str(self.clock()).encode())
