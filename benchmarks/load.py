@@ -79,6 +79,7 @@ class Server:
                 "serve",
                 f"--flags={path}",
                 "--management-port=0",
+                "--sync-port=off",
                 "--ofrep-port=0",
                 "--log-level=INFO",
             ]

@@ -178,7 +178,7 @@ def flagedge_server(flags: Path, pin: list[str], *extra: str, redis: str | None 
     command = [
         *pin,
         *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
-        *("--port=0", "--management-port=0", f"--ofrep-port={_free_port()}"),
+        *("--port=0", "--management-port=0", "--sync-port=off", f"--ofrep-port={_free_port()}"),
         *("--workers=1", "--log-format=text", "--log-level=info"),
         *extra,
     ]
@@ -546,6 +546,7 @@ def instructions(flags: Path, calls: int = 1000) -> dict[str, Any]:
              BASELINE_LINE),
             ("flagedge", [*(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
                           *("--port=0", "--management-port=0", "--ofrep-port={port}"),
+                          "--sync-port=off",
                           *("--workers=1", "--log-format=text", f"--flags={flags}")],
              OFREP_LINE),
         ):  # fmt: skip

@@ -31,7 +31,8 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "flagedge", "serve", f"--flags={flags}"),
-            *("--host=127.0.0.1", "--port=0", "--management-port=0", "--ofrep-port=0"),
+            *("--host=127.0.0.1", "--port=0", "--management-port=0", "--sync-port=any"),
+            "--ofrep-port=0",
             "--workers=1",
         ],
         stderr=subprocess.PIPE,

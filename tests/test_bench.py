@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_cli import SERVING, Server
 
 from flagedge.bench.load import bench_doc
+from tests.support.processes import SERVING_TEXT, ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,8 +191,10 @@ def test_absolute_figures_fail_the_check_only_when_asked(tiny_report: Path, tmp_
 def bench_server(tmp_path: Path) -> Iterator[int]:
     flags = tmp_path / "flags.json"
     flags.write_text(json.dumps(bench_doc()))
-    server = Server(f"--flags={flags}", "--port=0", "--management-port=0", "--workers=1")
-    yield int(server.wait_for(SERVING).group(2))
+    server = ServeProcess(
+        f"--flags={flags}", "--port=0", "--management-port=0", "--workers=1", text=True
+    )
+    yield int(server.next_line(SERVING_TEXT).group(2))
     server.stop()
 
 

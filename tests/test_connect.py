@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from http_helpers import auth_file, http_serving, post_bytes, raw_request, security_for
-from server_helpers import async_test
+from tests.support.http import auth_file, http_serving, post_bytes, raw_request, security_for
+from tests.support.server import async_test
 
 V1 = "/flagd.evaluation.v1.Service/"
 V2 = "/flagd.evaluation.v2.Service/"

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from server_helpers import async_test, serving
-
 from flagedge.server.management import start_management
+from tests.support.server import async_test, serving
 
 
 async def exchange(port: int, request: bytes) -> bytes:

@@ -12,9 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from http_helpers import auth_file, http_serving, security_for
-from server_helpers import DOCUMENT, async_test, build
-from test_redis_connections import _certificates
 
 from flagedge.model import Override, OverrideKind
 from flagedge.serve.config import SecurityConfig
@@ -22,6 +19,9 @@ from flagedge.serve.security import Security
 from flagedge.server.ofrep import etag_matches
 from flagedge.server.web import start_http
 from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import DOCUMENT, build
+from tests.support.http import auth_file, certificates, http_serving, security_for
+from tests.support.server import async_test
 
 FLAG = "/ofrep/v1/evaluate/flags/"
 BULK = "/ofrep/v1/evaluate/flags"
@@ -338,7 +338,7 @@ class TestCallers:
 async def test_with_a_certificate_the_port_speaks_https_only(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("no openssl binary to make a test certificate with")
-    ca, cert, key = _certificates(tmp_path / "certs")
+    ca, cert, key = certificates(tmp_path / "certs")
     security = Security(SecurityConfig(server_cert_path=str(cert), server_key_path=str(key)))
     running = await start_http(
         SnapshotHolder(build()), ssl_context=security.ssl_context(), grace=0.5

@@ -8,18 +8,24 @@ import re
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from redis_helpers import Edge, RedisServer, flagctl
-from server_helpers import free_port
-from test_server_cli import SERVING, Server, flags
+from tests.support.cli import flagctl
+from tests.support.documents import switch
+from tests.support.ports import free_port
+from tests.support.processes import SERVING_TEXT, Edge, ServeProcess
+from tests.support.redis_server import RedisServer
 
+# The startup line: gRPC and management first (the regex other tools read), then the rest.
 OFREP = re.compile(
-    r"\[(\d+)\] serving gRPC on [^ ]+:\d+, management on [^ ]+:\d+, OFREP on [^ ]+:(\d+)"
+    r"\[(\d+)\] serving gRPC on [^ ]+:\d+, management on [^ ]+:\d+,.* OFREP on [^ ]+:(\d+)"
 )
+
+
+def serve(*args: str) -> ServeProcess:
+    """``flagedge serve ARGS`` with text logs (the startup sentence is what is read)."""
+    return ServeProcess(*args, text=True)
 
 
 def call(port: int, path: str, body: Any, **headers: str) -> tuple[int, Any, Any]:
@@ -40,15 +46,15 @@ def call(port: int, path: str, body: Any, **headers: str) -> tuple[int, Any, Any
 
 def test_serve_answers_the_readme_calls_on_its_ofrep_port(tmp_path: Path) -> None:
     path = tmp_path / "flags.json"
-    path.write_text(json.dumps(flags("on")))
+    path.write_text(json.dumps(switch("on")))
     port = free_port()
-    server = Server(
+    server = serve(
         f"--flags={path}", "--port=0", "--management-port=0", "--workers=1", f"--ofrep-port={port}"
     )
     try:
-        line = server.wait_for(OFREP)
+        line = server.next_line(OFREP)
         assert int(line.group(2)) == port
-        assert SERVING.search(line.string)  # the older regex still reads the line
+        assert SERVING_TEXT.search(line.string)  # the older regex still reads the line
         status, one, _ = call(
             port, "/ofrep/v1/evaluate/flags/switch", {"context": {"targetingKey": "user-7"}}
         )
@@ -65,13 +71,13 @@ def test_serve_answers_the_readme_calls_on_its_ofrep_port(tmp_path: Path) -> Non
 
 def test_two_workers_share_the_ofrep_port(tmp_path: Path) -> None:
     path = tmp_path / "flags.json"
-    path.write_text(json.dumps(flags("on")))
+    path.write_text(json.dumps(switch("on")))
     port = free_port()
-    server = Server(
+    server = serve(
         f"--flags={path}", "--port=0", "--management-port=0", "--workers=2", f"--ofrep-port={port}"
     )
     try:
-        first, second = server.wait_for(OFREP), server.wait_for(OFREP)
+        first, second = server.next_line(OFREP), server.next_line(OFREP)
         assert first.group(1) != second.group(1)
         assert int(first.group(2)) == int(second.group(2)) == port
         for _ in range(20):
@@ -82,27 +88,20 @@ def test_two_workers_share_the_ofrep_port(tmp_path: Path) -> None:
 
 def test_a_taken_ofrep_port_stops_serve_with_exit_2_and_says_why(tmp_path: Path) -> None:
     path = tmp_path / "flags.json"
-    path.write_text(json.dumps(flags("on")))
+    path.write_text(json.dumps(switch("on")))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = Server(
+        server = serve(
             f"--flags={path}",
             "--port=0",
             "--management-port=0",
             "--workers=1",
             f"--ofrep-port={port}",
         )
-        server.wait_for(r"cannot bind HTTP port 127\.0\.0\.1:\d+")
+        server.next_line(r"cannot bind HTTP port 127\.0\.0\.1:\d+")
         assert server.stop() == 2
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.kill()
 
 
 def _next_data(stream: Any) -> dict[str, Any]:
@@ -118,7 +117,7 @@ def test_a_kill_switch_reaches_an_ofrep_event_stream_and_the_refetch_sees_it(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     path = tmp_path / "flags.json"
-    path.write_text(json.dumps(flags("on")))
+    path.write_text(json.dumps(switch("on")))
     assert flagctl("push", str(path), "--redis", redis_server.url, "--env", "ofrep")[0] == 0
     port = free_port()
     edge = Edge(redis_server.url, "ofrep", tmp_path / "lkg.json", f"--ofrep-port={port}")

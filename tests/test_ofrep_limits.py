@@ -7,10 +7,9 @@ import asyncio
 import contextlib
 import json
 
-from http_helpers import Served, http_serving, post_bytes, raw_request
-from server_helpers import async_test
-
 from flagedge.server.http import HttpLimits
+from tests.support.http import Served, http_serving, post_bytes, raw_request
+from tests.support.server import async_test
 
 FLAG = "/ofrep/v1/evaluate/flags/static-bool"
 

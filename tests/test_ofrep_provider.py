@@ -16,16 +16,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from golden_cases import load_cases
 from openfeature import api
 from openfeature.client import OpenFeatureClient
 from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode as OFErrorCode
-from test_golden_engine import same_json
 
 from flagedge.server.web import RunningHttp, start_http
 from flagedge.snapshot import Snapshot, SnapshotHolder
+from tests.support.golden import load_cases, same_json
 
 DEFAULT_NOW = 1_700_000_000
 

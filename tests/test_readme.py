@@ -9,9 +9,10 @@ fresh clone (``src/`` and ``.venv/`` linked to this checkout's), with real serve
   the commands after it; ``flagedge serve`` runs in the background until the next one
   replaces it (a reader stops one before starting the next), and the session waits for its
   ``/readyz``.
-- Ports: the documented 8013, 8014 and 8016 become free ports, in the text and as
-  ``FLAGEDGE_PORT``/``FLAGEDGE_MANAGEMENT_PORT``/``FLAGEDGE_OFREP_PORT`` for a bare
-  ``flagedge serve``. The Redis
+- Ports: the documented 8013, 8014, 8015 and 8016 become free ports, in the text and as
+  ``FLAGEDGE_PORT``/``FLAGEDGE_MANAGEMENT_PORT``/``FLAGEDGE_SYNC_PORT``/``FLAGEDGE_OFREP_PORT``
+  for a bare ``flagedge serve``; the admin service's 8017 too. ``flagedge admin`` runs in the
+  background until the session ends, and the session waits until it listens. The Redis
   URL's ``redis.internal:6379`` becomes a redis-server this test starts, with the README's
   ACL user.
 - ``python`` blocks run as scripts; a ``print(...)  # TEXT`` line must print TEXT.
@@ -48,11 +49,13 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from redis_helpers import RedisServer, free_port, wait_until
 
 from flagedge.cli import build_parser
 from flagedge.client import Client
 from flagedge.model import Reason
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -60,6 +63,7 @@ README = ROOT / "README.md"
 #: Commands the session does not run (matched by their start), and why.
 NOT_RUN = {
     "python3 -m venv .venv": "installs flagedge: this test runs in the .venv scripts/check made",
+    ".venv/bin/pip install": "installs flagedge: this test runs in the .venv scripts/check made",
     "scripts/check": "the whole suite, this test included",
     "scripts/bench": "a minute or more of measuring; tests/test_bench.py runs the suite (--tiny)",
     "flagedge bench load --target edge.internal": "names the reader's own deployment; "
@@ -150,8 +154,11 @@ class Session:
     redis: RedisServer
     port: int = field(default_factory=free_port)
     management_port: int = field(default_factory=free_port)
+    sync_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
     ofrep_port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    admin: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
     server_log: Path | None = None
     servers: int = 0
@@ -174,12 +181,15 @@ class Session:
             XDG_STATE_HOME=str(self.home / "state"),
             FLAGEDGE_PORT=str(self.port),
             FLAGEDGE_MANAGEMENT_PORT=str(self.management_port),
+            FLAGEDGE_SYNC_PORT=str(self.sync_port),
             FLAGEDGE_OFREP_PORT=str(self.ofrep_port),
         )
 
     def substitute(self, text: str) -> str:
         text = re.sub(r"\b8013\b", str(self.port), text)
         text = re.sub(r"\b8014\b", str(self.management_port), text)
+        text = re.sub(r"\b8015\b", str(self.sync_port), text)
+        text = re.sub(r"\b8017\b", str(self.admin_port), text)
         text = re.sub(r"\b8016\b", str(self.ofrep_port), text)
         return text.replace("redis.internal:6379", f"127.0.0.1:{self.redis.port}")
 
@@ -189,7 +199,9 @@ class Session:
         text = self.substitute(block.text)
         if block.lang == "sh":
             for command in commands(text):
-                self.run_command(command, block.section)
+                # A chain (install && serve) runs part by part, as the shell would.
+                for part in command.split(" && "):
+                    self.run_command(part.strip(), block.section)
         elif block.lang == "python":
             self.run_python(text, block.section)
         elif block.lang == "json":
@@ -218,6 +230,8 @@ class Session:
                 self.env[name] = value
         elif is_serve(argv):
             self.serve(command)
+        elif argv[:2] == ["flagedge", "admin"]:
+            self.start_admin(command)
         elif argv[0] == "grpcurl":
             self.grpcurl(argv)
         else:
@@ -286,6 +300,36 @@ class Session:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
+    def start_admin(self, command: str) -> None:
+        assert self.admin is None, "the README starts one admin service"
+        log_path = self.home / "admin.log"
+        with log_path.open("wb") as log:
+            self.admin = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=self.home,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def listening() -> bool:
+            assert self.admin is not None
+            if self.admin.poll() is not None:
+                raise AssertionError(f"flagedge admin exited:\n{log_path.read_text()}")
+            return "admin service on" in log_path.read_text()
+
+        wait_until(f"`{command}` to listen", listening, 60)
+
+    def stop_admin(self) -> None:
+        if self.admin is not None and self.admin.poll() is None:
+            self.admin.send_signal(signal.SIGTERM)
+            try:
+                self.admin.wait(30)
+            except subprocess.TimeoutExpired:
+                self.admin.kill()
+                self.admin.wait(10)
+        self.admin = None
+
     def stop_server(self) -> None:
         if self.server is None:
             return
@@ -332,7 +376,7 @@ class Session:
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
     acl = "user default off\nuser ops on >secret ~* &* +@all\n"
-    redis = RedisServer(tmp_path / "redis", config=acl).start()
+    redis = RedisServer(tmp_path / "redis", config=acl, username="ops", password="secret").start()
     home = tmp_path / "clone"
     home.mkdir()
     reader = Session(home, redis)
@@ -340,6 +384,7 @@ def session(tmp_path: Path) -> Iterator[Session]:
         yield reader
     finally:
         reader.stop_server()
+        reader.stop_admin()
         with contextlib.suppress(Exception):
             redis.kill()
 
@@ -360,16 +405,24 @@ def test_the_readme_runs_as_written_from_a_fresh_clone(session: Session) -> None
         "flagedge push flags.json",
         "flagedge kill new-checkout --wait",
         "flagedge serve --config flagedge.yaml",
+        "flagedge admin --env prod --auth-file auth.json",
+        "flagedge restore new-checkout --wait",
+        "flagedge explain new-checkout",
         "curl -sf -X POST localhost:",
     ):
         assert command in ran
     assert session.servers == 4
-    assert len(session.skipped) == 5, session.skipped
+    # NOT_RUN: the two install steps, check, two bench lines, the load against edge.internal
+    assert len(session.skipped) == 6, session.skipped
 
 
 def test_every_command_the_readme_test_does_not_run_is_still_in_the_readme() -> None:
     shown = [
-        " ".join(words(c)) for b in readme_blocks() if b.lang == "sh" for c in commands(b.text)
+        " ".join(words(part))
+        for b in readme_blocks()
+        if b.lang == "sh"
+        for c in commands(b.text)
+        for part in c.split(" && ")
     ]
     for start in NOT_RUN:
         assert any(c.startswith(start) for c in shown), f"NOT_RUN names a gone command: {start}"

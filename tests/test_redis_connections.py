@@ -1,36 +1,26 @@
-"""The other ways to reach Redis, end to end with real processes: ``rediss://`` (TLS) and
-Sentinel. The CLI pushes and kills; a ``flagedge serve`` edge serves the pushed flag and
-applies the kill. Every wait is bounded; nothing asserts on speed."""
+"""The ways to reach Redis (flagedge.store.redis), end to end with real processes: ACL
+credentials in the URL, ``rediss://`` (TLS) and Sentinel. The CLI pushes and kills; a
+``flagedge serve`` edge serves the pushed flag and applies the kill. Every wait is bounded;
+nothing asserts on speed."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from redis_helpers import (
-    REDIS_SERVER,
-    Edge,
-    RedisServer,
-    document,
-    flagctl,
-    free_port,
-    wait_until,
-)
+
+from tests.support.cli import flagctl
+from tests.support.documents import document
+from tests.support.processes import Edge, edges
+from tests.support.redis_server import RedisExited, RedisServer, Tls
+from tests.support.wait import wait_until
 
 ENV = "conn"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-    process.wait(10)
 
 
 def _round_trip(url: str, tmp_path: Path, *edge_args: str) -> None:
@@ -92,32 +82,17 @@ def tls_redis(directory: Path) -> Iterator[tuple[int, Path]]:
     if shutil.which("openssl") is None:
         pytest.skip("no openssl binary to make a test certificate with")
     ca, cert, key = _certificates(directory / "certs")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *(REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
-            *("--tls-cert-file", str(cert), "--tls-key-file", str(key)),
-            *("--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"),
-            *("--save", "", "--appendonly", "no", "--dir", str(directory)),
-            *("--logfile", str(directory / "redis.log")),
-        ],
-    )
+    server = RedisServer(directory, tls=Tls(ca=ca, cert=cert, key=key))
     try:
-
-        def pings() -> bool:
-            if process.poll() is not None:
-                log = (directory / "redis.log").read_text(errors="replace")
-                if "TLS" in log and "not" in log.lower():
-                    pytest.skip(f"this redis-server was built without TLS: {log[-300:]}")
-                raise AssertionError(f"redis-server exited:\n{log}")
-            client = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(ca), socket_timeout=5)
-            with contextlib.closing(client):
-                return bool(client.ping())
-
-        wait_until("the TLS redis-server to answer", pings, 15)
-        yield port, ca
+        server.start()
+    except RedisExited as exc:
+        if "TLS" in exc.log and "not" in exc.log.lower():
+            pytest.skip(f"this redis-server was built without TLS: {exc.log[-300:]}")
+        raise
+    try:
+        yield server.port, ca
     finally:
-        _stop(process)
+        server.kill()
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -141,46 +116,36 @@ def test_a_rediss_url_refuses_a_server_it_cannot_verify(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def sentinel(directory: Path, master_port: int) -> Iterator[int]:
     """One ``redis-server --sentinel`` watching the master on ``master_port`` as mymaster."""
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = directory / "sentinel.conf"  # a sentinel rewrites its config: a file of its own
-    conf.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-        f"logfile {directory / 'sentinel.log'}\n"
-        f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
-        "sentinel down-after-milliseconds mymaster 60000\n"
-    )
-    process = subprocess.Popen([REDIS_SERVER, str(conf), "--sentinel"])
+    server = RedisServer(
+        directory,
+        sentinel=True,
+        config=f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
+        "sentinel down-after-milliseconds mymaster 60000\n",
+    ).start()
     try:
 
         def knows_master() -> bool:
-            if process.poll() is not None:
-                raise AssertionError((directory / "sentinel.log").read_text(errors="replace"))
-            client = redis.Redis(port=port, socket_timeout=5)
-            with contextlib.closing(client):
+            with contextlib.closing(server.client()) as client:
                 reply = client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
             return reply is not None and int(reply[1]) == master_port
 
         wait_until("the sentinel to know the master", knows_master, 15)
-        yield port
+        yield server.port
     finally:
-        _stop(process)
+        server.kill()
 
 
-@pytest.fixture
-def master(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "master").start()
-    yield server
-    server.kill()
-
-
-def test_a_sentinel_url_works_for_the_cli_and_an_edge(master: RedisServer, tmp_path: Path) -> None:
-    with sentinel(tmp_path / "sentinel", master.port) as port:
+def test_a_sentinel_url_works_for_the_cli_and_an_edge(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with sentinel(tmp_path / "sentinel", redis_server.port) as port:
         _round_trip(f"redis+sentinel://127.0.0.1:{port}/mymaster", tmp_path)
 
 
-def test_sentinel_options_work_for_the_cli_and_an_edge(master: RedisServer, tmp_path: Path) -> None:
-    with sentinel(tmp_path / "sentinel", master.port) as port:
+def test_sentinel_options_work_for_the_cli_and_an_edge(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with sentinel(tmp_path / "sentinel", redis_server.port) as port:
         options = ("--sentinel", f"127.0.0.1:{port}", "--sentinel-master", "mymaster")
         path = tmp_path / "flags.json"
         path.write_text(json.dumps(document(a="on")))
@@ -197,5 +162,30 @@ def test_sentinel_options_work_for_the_cli_and_an_edge(master: RedisServer, tmp_
         finally:
             assert edge.stop() == 0, edge.text()
         # The data went to the master the sentinel named.
-        with contextlib.closing(master.client()) as client:
+        with contextlib.closing(redis_server.client()) as client:
             assert client.get(f"flagedge:{ENV}:version") == b"2"
+
+
+# -- ACL users --------------------------------------------------------------------------------
+
+
+def test_acl_credentials_in_the_url_work_for_the_cli_and_the_edges(tmp_path: Path) -> None:
+    server = RedisServer(
+        tmp_path / "acl",
+        config="user default off\nuser ops on >s3cret ~flagedge:* &* +@all\n",
+        username="ops",
+        password="s3cret",
+    ).start()
+    try:
+        url = f"redis://ops:s3cret@127.0.0.1:{server.port}"
+        path = tmp_path / "flags.json"
+        path.write_text(json.dumps(document(a="on")))
+        assert flagctl("push", str(path), "--redis", url, "--env", ENV)[0] == 0
+        with edges(url, ENV, tmp_path, 1) as (edge,):
+            assert flagctl("kill", "a", "--redis", url, "--env", ENV, "--wait")[0] == 0
+            assert edge.value("a") is None
+        wrong = f"redis://ops:nope@127.0.0.1:{server.port}"
+        code, _, err = flagctl("get", "--redis", wrong, "--env", ENV)
+        assert code == 3 and "invalid username-password" in err
+    finally:
+        server.kill()

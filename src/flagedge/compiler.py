@@ -49,6 +49,15 @@ from .model import (
 
 GENERAL_MESSAGE = "targeting resolved to a value that names no variant"
 
+# A rollout's share is counted in basis points of ROLLOUT_SCALE: 12.5% rolls out to the bucket
+# numbers below 1,250 of 10,000. rendering.py writes the same weights into flagd JSON.
+ROLLOUT_SCALE = 10_000
+
+
+def rollout_weight(percent: float) -> int:
+    """The bucket numbers (of ROLLOUT_SCALE) that a rollout of ``percent`` covers."""
+    return round(percent * 100)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledFlag:
@@ -226,8 +235,7 @@ def apply_override(base: CompiledFlag, ov: Override, scheme: Scheme) -> Compiled
 
     assert ov.variant is not None and ov.percent is not None
     chosen = base.variant_names.index(ov.variant)
-    # Basis points: 12.5% rolls out to the bucket numbers below 1,250 of 10,000.
-    (limit,) = thresholds((round(ov.percent * 100),), 10_000)
+    (limit,) = thresholds((rollout_weight(ov.percent),), ROLLOUT_SCALE)
     inner_rule, inner_fixed = base.rule, base.fixed
     hash_of = implicit_hasher(scheme, d.key)
 

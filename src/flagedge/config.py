@@ -58,6 +58,23 @@ def _port(text: str) -> int:
     return value
 
 
+# What a port option that can be switched off holds when it is off ("off" on the command line,
+# in the environment and in a config file).
+OFF = -1
+
+
+def _listener_port(text: str) -> int:
+    """A port for a listener that can be turned off: 0 or off turns it off (as flagd's
+    option); any binds a free port (what tests and supervised workers on port 0 need)."""
+    word = text.strip().lower()
+    if word == "off":
+        return OFF
+    if word == "any":
+        return 0
+    value = _port(text)
+    return OFF if value == 0 else value
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -98,6 +115,7 @@ class Option:
     cli: bool = True  # False: environment and config file only (secrets stay out of `ps`)
     variable: str = ""
     default_text: str = ""  # how the README and --help describe the default
+    many: bool = False  # repeatable (--env a --env b); the variable and file: comma-separated
 
     @property
     def dest(self) -> str:
@@ -118,12 +136,27 @@ class Option:
 
     def convert(self, raw: Any, where: str) -> Any:
         """A value from the environment or a config file, checked and converted."""
+        if self.many:
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list):
+                items = [raw]
+            single = Option(self.name, self.parse, None, self.help, choices=self.choices)
+            return tuple(
+                single.convert(item.strip() if isinstance(item, str) else item, where)
+                for item in items
+                if not (isinstance(item, str) and not item.strip())
+            )
         try:
             if isinstance(raw, str):
                 value = _flag(raw) if self.switch else self.parse(raw)
             elif self.switch and isinstance(raw, bool):
                 value = raw
-            elif isinstance(raw, bool | list | dict) or raw is None:
+            elif isinstance(raw, bool):
+                raise ValueError(
+                    f"{raw!r} is not a value for this option (YAML reads unquoted on/off/yes/no "
+                    "as booleans: quote them)"
+                )
+            elif isinstance(raw, list | dict) or raw is None:
                 raise ValueError(f"{raw!r} is not a value for this option")
             else:  # a YAML/TOML number: check it as its text would be
                 value = self.parse(str(raw))
@@ -152,7 +185,7 @@ CONFIG = Option(
 
 LOGGING = Group(
     "Logging",
-    "serve",
+    "serve, admin",
     (
         Option(
             "log-level",
@@ -173,7 +206,7 @@ LOGGING = Group(
 
 REDIS = Group(
     "Redis control plane",
-    "serve, push, kill, restore, rollout, get, status, audit, stale",
+    "serve, admin, push, kill, restore, rollout, get, status, audit, stale",
     (
         Option(
             "redis",
@@ -269,6 +302,14 @@ SERVE = Group(
             metavar="PORT",
         ),
         Option(
+            "sync-port",
+            _listener_port,
+            8015,
+            "gRPC port for flagd's sync service (flagd.sync.v1), which in-process providers "
+            "read; 0 or off: none; any: a free port",
+            metavar="PORT",
+        ),
+        Option(
             "workers",
             _count,
             None,
@@ -288,8 +329,8 @@ SERVE = Group(
             "stream-deadline",
             _seconds,
             0.0,
-            "seconds after which a flagd EventStream ends with DEADLINE_EXCEEDED, as "
-            "flagd's option; 0: never",
+            "seconds after which a flagd EventStream or SyncFlags stream ends with "
+            "DEADLINE_EXCEEDED, as flagd's option; 0: never",
             metavar="S",
         ),
         Option(
@@ -363,7 +404,7 @@ HTTP = Group(
 
 SECURITY = Group(
     "Security",
-    "serve",
+    "serve, admin (certificate, key, client CA, auth file)",
     (
         Option(
             "server-cert-path",
@@ -415,7 +456,7 @@ SECURITY = Group(
 
 DEFINITIONS = Group(
     "Definitions",
-    "validate, eval",
+    "validate, eval, explain",
     (
         Option(
             "fractional",
@@ -435,13 +476,133 @@ WRITES = Group(
             "actor",
             _text,
             None,
-            "who the audit stream records",
+            "who the audit stream records (through --admin, the token's identity instead)",
             default_text="$USER@host",
         ),
     ),
 )
 
-ALL_GROUPS: tuple[Group, ...] = (SERVE, HTTP, SECURITY, EDGE, REDIS, LOGGING, DEFINITIONS, WRITES)
+# The admin service takes the Redis connection but names its environments itself (several).
+REDIS_CONNECTION = Group(
+    REDIS.title, REDIS.used_by, tuple(o for o in REDIS.options if o.name != "env")
+)
+ADMIN_SECURITY = Group(
+    SECURITY.title,
+    SECURITY.used_by,
+    tuple(
+        o
+        for o in SECURITY.options
+        if o.name in ("server-cert-path", "server-key-path", "client-ca-path", "auth-file")
+    ),
+)
+
+ADMIN = Group(
+    "Admin service",
+    "admin",
+    (
+        Option(
+            "host",
+            _text,
+            "127.0.0.1",
+            "address the admin service listens on (in a config file `host` and `port` are "
+            "serve's keys too: give the admin service its own file)",
+            variable="FLAGEDGE_ADMIN_HOST",
+        ),
+        Option(
+            "port",
+            _port,
+            8017,
+            "HTTP(S) port of the admin service's API and web UI; 0: any",
+            metavar="PORT",
+            variable="FLAGEDGE_ADMIN_PORT",
+        ),
+        Option(
+            "env",
+            _text,
+            (),
+            "environments it manages (repeat the option, or comma-separate)",
+            metavar="NAME",
+            many=True,
+            default_text="none (required)",
+        ),
+        Option(
+            "trusted-user-header",
+            _text,
+            None,
+            "a header naming the user, set by an SSO proxy (e.g. X-Forwarded-User); trusted "
+            "only from --trusted-proxy addresses. Names in the auth file get its roles, "
+            "others viewer",
+            metavar="HEADER",
+        ),
+        Option(
+            "trusted-proxy",
+            _text,
+            (),
+            "addresses of the SSO proxy allowed to set --trusted-user-header",
+            metavar="ADDRESS",
+            many=True,
+            default_text="none",
+        ),
+        Option(
+            "session-ttl",
+            _seconds,
+            28800.0,
+            "seconds a web UI login lasts",
+            metavar="S",
+        ),
+        Option(
+            "max-body",
+            _count,
+            4 * 1024 * 1024,
+            "largest request body in bytes (a definitions document); larger: 413",
+            metavar="BYTES",
+        ),
+    ),
+)
+
+ADMIN_CLIENT = Group(
+    "Through the admin service",
+    "push, kill, restore, rollout, get, status, audit, stale",
+    (
+        Option(
+            "admin",
+            _text,
+            None,
+            "the admin service's URL: the command uses its API instead of Redis, so the "
+            "machine needs no Redis credentials",
+            metavar="URL",
+            variable="FLAGEDGE_ADMIN_URL",
+        ),
+        Option(
+            "token",
+            _text,
+            None,
+            "the API token for --admin; prefer the variable or --token-file to the option, "
+            "which `ps` shows",
+            metavar="TOKEN",
+        ),
+        Option(
+            "token-file",
+            _text,
+            None,
+            "a file holding the API token for --admin",
+            metavar="FILE",
+        ),
+    ),
+)
+
+ALL_GROUPS: tuple[Group, ...] = (
+    SERVE,
+    HTTP,
+    SECURITY,
+    EDGE,
+    REDIS,
+    LOGGING,
+    DEFINITIONS,
+    WRITES,
+    ADMIN,
+    ADMIN_CLIENT,
+)
 
 
 def all_options() -> Iterable[Option]:
@@ -469,7 +630,17 @@ def add_options(parser: argparse.ArgumentParser, groups: Sequence[Group]) -> Non
             if not option.cli:
                 continue
             where = f"[{option.env}; default {option.describe_default()}]"
-            if option.switch:
+            if option.many:
+                section.add_argument(
+                    f"--{option.name}",
+                    dest=option.dest,
+                    action="append",
+                    type=option.parse,
+                    default=None,
+                    metavar=option.metavar,
+                    help=f"{option.help} {where}",
+                )
+            elif option.switch:
                 section.add_argument(
                     f"--{option.name}",
                     dest=option.dest,
@@ -562,7 +733,8 @@ def resolve(
         for option in group.options:
             given = getattr(args, option.dest, None) if option.cli else None
             if given is not None:
-                values[option.dest], origin[option.dest] = given, "cli"
+                values[option.dest] = tuple(given) if option.many else given
+                origin[option.dest] = "cli"
             elif env.get(option.env, "") != "":
                 values[option.dest] = option.convert(env[option.env], option.env)
                 origin[option.dest] = "env"

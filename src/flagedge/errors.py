@@ -15,7 +15,9 @@ the command line.
     │   ├── Unauthenticated    no token, a malformed one, or an unknown one (no detail given)
     │   └── PermissionDenied   a known caller without the scope or role the call needs
     └── Refusal                a command that will not go on: a message, its problems and
-        └── ConfigError        the exit code; a bad option, variable or config file (exit 2)
+        ├── ConfigError        the exit code; a bad option, variable or config file (exit 2)
+        └── Conflict           an edit made against a version whose flag has changed since
+                               (the concurrent-edit check; exit 1, HTTP 409)
 
 server/status.py is the one place where these become gRPC status codes; cli/ is the one
 place where a Refusal becomes a message on stderr and an exit code (ExitCode below, the
@@ -125,3 +127,11 @@ class Refusal(FlagedgeError):
 
 class ConfigError(Refusal):
     """An option, environment variable or config file that makes no sense (exit 2)."""
+
+
+class Conflict(Refusal):
+    """An edit based on a version of a flag that someone else has changed since: refused,
+    nothing written, so that neither edit is silently lost."""
+
+    def __init__(self, message: str, problems: Iterable[Problem] = ()) -> None:
+        super().__init__(message, ExitCode.FAILED, problems)

@@ -163,3 +163,68 @@ def usage_note(usage: Usage | None, today: date, days: int) -> dict[str, Any]:
         "since": usage.since.isoformat(),
         "text": f"usage checked over {days} day(s)",
     }
+
+
+@dataclass(frozen=True, slots=True)
+class StaleReport:
+    """``flagedge stale``'s answer, assembled once for the CLI and the admin service."""
+
+    source: str
+    today: date
+    days: int
+    usage: Mapping[str, Any]
+    candidates: tuple[Candidate, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "source": self.source,
+            "today": self.today.isoformat(),
+            "days": self.days,
+            "usage": dict(self.usage),
+            "candidates": [c.to_json() for c in self.candidates],
+        }
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> StaleReport:
+        """The report as ``to_json`` wrote it (the admin service's answer)."""
+        return cls(
+            str(body["source"]),
+            date.fromisoformat(body["today"]),
+            int(body["days"]),
+            dict(body["usage"]),
+            tuple(
+                Candidate(
+                    c["flag"],
+                    c.get("kind"),
+                    c.get("owner"),
+                    tuple(Finding(f["rule"], f["detail"]) for f in c.get("findings", ())),
+                )
+                for c in body.get("candidates", ())
+            ),
+        )
+
+    def lines(self) -> list[str]:
+        head = f"{self.source}, today {self.today.isoformat()}"
+        note = self.usage["text"]
+        if not self.candidates:
+            return [f"no removal candidates ({head}); {note}"]
+        out = [f"{len(self.candidates)} removal candidate(s) ({head}); {note}"]
+        width = max(len(c.flag) for c in self.candidates)
+        for c in self.candidates:
+            out.append(f"  {c.flag:<{width}}  {c.kind or '-':<10}  owner {c.owner or '-'}")
+            out.extend(f"  {'':<{width}}    {f.rule}: {f.detail}" for f in c.findings)
+        return out
+
+
+def stale_report(
+    flags: Mapping[str, Metadata], source: str, today: date, days: int, usage: Usage | None
+) -> StaleReport:
+    """Removal candidates and the usage note, as one report."""
+    return StaleReport(
+        source,
+        today,
+        days,
+        usage_note(usage, today, days),
+        tuple(find_stale(flags, today, days, usage)),
+    )

@@ -6,6 +6,8 @@
                                         the Redis control plane            (cli/control.py)
     flagedge stale                      removal candidates                 (cli/stale.py)
     flagedge token new                  a client token for the auth file   (cli/token.py)
+    flagedge admin | explain            the admin service; why a flag answers what it does
+                                                                           (cli/admin.py -> admin/)
     flagedge bench load                 the load generator                 (bench/cli.py)
 
 Settings (ports, Redis, logging...) resolve through flagedge.config: the command line, then
@@ -29,7 +31,7 @@ from . import common
 
 def build_parser() -> argparse.ArgumentParser:
     from ..bench import cli as bench
-    from . import control, core, serve, stale, token
+    from . import admin, control, core, serve, stale, token
 
     parser = argparse.ArgumentParser(
         prog="flagedge",
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_commands(sub)
     stale.add_command(sub)
     token.add_command(sub)
+    admin.add_commands(sub)
     bench.add_command(sub)
     return parser
 

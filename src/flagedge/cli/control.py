@@ -4,6 +4,10 @@ store/writes.py, the one write path) and get, status, audit (reads).
 Every command takes the Redis connection settings (config.REDIS) and --json; the writes
 also take --actor (config.WRITES) and --wait/--timeout. Exit codes are errors.ExitCode:
 1 not converged in time (or the version kept moving), 2 invalid input, 3 Redis unreachable.
+
+With --admin URL (FLAGEDGE_ADMIN_URL) and a token, every command goes through the admin
+service's API instead (cli/remote.py): the same output and exit codes, no Redis credentials
+on this machine, and the audit names the token's identity instead of --actor.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import socket
+import time
+import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,14 +26,155 @@ from typing import Any
 import orjson
 
 from .. import config
-from ..errors import ConfigError, ExitCode
+from ..errors import ConfigError, ExitCode, Refusal
 from ..store import writes
 from ..store.file import load_document
 from ..store.plane import WriteResult
-from ..store.redis import RedisAdmin, parse_target
+from ..store.redis import AuditEntry, RedisAdmin, parse_target
 from .common import out, settings
+from .remote import Remote, connect_remote, use_admin
 
 Outcome = tuple[writes.Plan, WriteResult] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """What a write did, whichever way it went (Redis or the admin service)."""
+
+    summary: str
+    action: str
+    flag: str | None
+    version: int
+    ts_ms: int
+
+
+class Local:
+    """The commands' store: Redis, through store/writes.py."""
+
+    def __init__(self, admin: RedisAdmin, env: str) -> None:
+        self.admin, self.env = admin, env
+
+    @staticmethod
+    def _done(outcome: Outcome) -> Done | None:
+        if outcome is None:
+            return None
+        plan, result = outcome
+        return Done(
+            plan.summary, plan.write.action, plan.write.flag or None, result.version, result.ts_ms
+        )
+
+    def push(self, document: Any, actor: str, force: bool, source: str) -> Done | None:
+        return self._done(writes.push(self.admin, document, actor, force=force, source=source))
+
+    def kill(self, flag: str, variant: str | None, actor: str) -> Done | None:
+        return self._done(writes.kill(self.admin, flag, variant, actor))
+
+    def restore(self, flag: str, actor: str) -> Done | None:
+        return self._done(writes.restore(self.admin, flag, actor))
+
+    def rollout(self, flag: str, percent: float, variant: str | None, actor: str) -> Done | None:
+        return self._done(writes.rollout(self.admin, flag, percent, variant, actor))
+
+    def edges(self) -> tuple[int, list[dict[str, Any]]]:
+        version = self.admin.version()
+        return version, writes.edge_rows(version, self.admin.edges())
+
+    def state(self) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        raw = self.admin.read()
+        doc = writes.document_of(raw)
+        overrides: dict[str, Any] = {}
+        for key, ov_raw in raw.overrides.items():
+            try:
+                overrides[key] = orjson.loads(ov_raw)
+            except orjson.JSONDecodeError:
+                overrides[key] = {"corrupt": ov_raw.decode("utf-8", "replace")}
+        return raw.version, doc, overrides
+
+    def audit(self, limit: int, flag: str | None) -> list[AuditEntry]:
+        return self.admin.audit(limit, flag)
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+class Through:
+    """The commands' store: the admin service's API (cli/remote.py)."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote, self.env = remote, remote.env
+
+    def _write(self, path: str, body: dict[str, Any], method: str = "POST") -> Done | None:
+        answer = self.remote.call(method, path, body)
+        if not answer.get("changed"):
+            return None
+        return Done(
+            answer["summary"],
+            answer["action"],
+            answer.get("flag"),
+            answer["version"],
+            answer["written_ms"],
+        )
+
+    def push(self, document: Any, actor: str, force: bool, source: str) -> Done | None:
+        body = {"definitions": document, "force": force, "source": source}
+        return self._write(self.remote.env_path("/definitions"), body, "PUT")
+
+    def kill(self, flag: str, variant: str | None, actor: str) -> Done | None:
+        return self._write(self.remote.flag_path(flag, "/kill"), {"variant": variant})
+
+    def restore(self, flag: str, actor: str) -> Done | None:
+        return self._write(self.remote.flag_path(flag, "/restore"), {})
+
+    def rollout(self, flag: str, percent: float, variant: str | None, actor: str) -> Done | None:
+        return self._write(
+            self.remote.flag_path(flag, "/rollout"), {"percent": percent, "variant": variant}
+        )
+
+    def edges(self) -> tuple[int, list[dict[str, Any]]]:
+        answer = self.remote.call("GET", self.remote.env_path("/edges"))
+        return int(answer["version"]), list(answer["edges"])
+
+    def state(self) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        answer = self.remote.call("GET", self.remote.env_path("/definitions"))
+        if answer.get("definitions") is None:
+            raise Refusal(
+                "Redis holds no definitions for this environment: `flagedge push FILE` first"
+            )
+        return int(answer["version"]), answer["definitions"], dict(answer.get("overrides") or {})
+
+    def audit(self, limit: int, flag: str | None) -> list[AuditEntry]:
+        query = urllib.parse.urlencode({"limit": limit, **({"flag": flag} if flag else {})})
+        answer = self.remote.call("GET", self.remote.env_path(f"/audit?{query}"))
+        return [
+            AuditEntry(
+                e["id"],
+                e["ts"],
+                e["version"],
+                e["actor"],
+                e["action"],
+                e["flag"],
+                e["before"],
+                e["after"],
+            )
+            for e in answer["entries"]
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+Backend = Local | Through
+
+
+def wait_edges(backend: Backend, version: int, timeout: float) -> tuple[bool, list[dict[str, Any]]]:
+    """Poll until every live edge reports ``version`` or later (or time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, rows = backend.edges()
+        done = all(r["version"] >= version for r in rows)
+        if done or time.monotonic() >= deadline:
+            return done, rows
+        time.sleep(0.02)
 
 
 def default_actor() -> str:
@@ -60,45 +208,45 @@ def _actor(args: argparse.Namespace) -> str:
     return str(settings(args, [config.WRITES])["actor"] or default_actor())
 
 
-def _report(args: argparse.Namespace, admin: RedisAdmin, env: str, done: Outcome, noop: str) -> int:
+def _report(args: argparse.Namespace, backend: Backend, done: Done | None, noop: str) -> int:
     """Print what a write did (and, with --wait, each edge applying it)."""
+    env = backend.env
     if done is None:
         out(args, {"ok": True, "changed": False, "message": noop}, noop)
         return ExitCode.OK
-    plan, result = done
     body: dict[str, Any] = {
         "ok": True,
         "changed": True,
         "env": env,
-        "version": result.version,
-        "action": plan.write.action,
-        "flag": plan.write.flag or None,
-        "summary": plan.summary,
+        "version": done.version,
+        "action": done.action,
+        "flag": done.flag,
+        "summary": done.summary,
     }
-    text = f"{plan.summary} in env {env!r}: version {result.version}"
+    text = f"{done.summary} in env {env!r}: version {done.version}"
     code = ExitCode.OK
     if args.wait:
-        converged, edges = writes.wait_edges(admin, result.version, args.timeout)
-        written = result.ts_ms / 1000
+        converged, edges = wait_edges(backend, done.version, args.timeout)
+        written = done.ts_ms / 1000
         body["converged"] = converged
         body["edges"] = [
             {
-                "id": e.id,
-                "version": e.version,
-                "applied_ms": round((e.applied_at - written) * 1000, 3)
-                if e.version >= result.version
+                "id": e["id"],
+                "version": e["version"],
+                "applied_ms": round((e["applied_at"] - written) * 1000, 3)
+                if e["version"] >= done.version
                 else None,
             }
             for e in edges
         ]
         lines = [text]
         for e in edges:
-            if e.version >= result.version:
-                took = (e.applied_at - written) * 1000
-                later = "" if e.version == result.version else f" (now at {e.version})"
-                lines.append(f"  {e.id}: applied in {took:.1f} ms{later}")
+            if e["version"] >= done.version:
+                took = (e["applied_at"] - written) * 1000
+                later = "" if e["version"] == done.version else f" (now at {e['version']})"
+                lines.append(f"  {e['id']}: applied in {took:.1f} ms{later}")
             else:
-                lines.append(f"  {e.id}: still at version {e.version}")
+                lines.append(f"  {e['id']}: still at version {e['version']}")
         if not edges:
             lines.append("  (no live edges)")
         if not converged:
@@ -109,45 +257,40 @@ def _report(args: argparse.Namespace, admin: RedisAdmin, env: str, done: Outcome
     return code
 
 
-def cmd_push(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    done = writes.push(
-        admin, load_document(args.file), _actor(args), force=args.force, source=str(args.file)
-    )
-    return _report(args, admin, env, done, "definitions unchanged; nothing written")
+def cmd_push(args: argparse.Namespace, backend: Backend) -> int:
+    document = load_document(args.file)
+    done = backend.push(document, _actor(args), args.force, str(args.file))
+    return _report(args, backend, done, "definitions unchanged; nothing written")
 
 
-def cmd_kill(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    done = writes.kill(admin, args.flag, args.variant, _actor(args))
-    return _report(args, admin, env, done, "")
+def cmd_kill(args: argparse.Namespace, backend: Backend) -> int:
+    done = backend.kill(args.flag, args.variant, _actor(args))
+    return _report(args, backend, done, "")
 
 
-def cmd_restore(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    done = writes.restore(admin, args.flag, _actor(args))
-    return _report(args, admin, env, done, f"{args.flag} has no override; nothing to restore")
+def cmd_restore(args: argparse.Namespace, backend: Backend) -> int:
+    done = backend.restore(args.flag, _actor(args))
+    return _report(args, backend, done, f"{args.flag} has no override; nothing to restore")
 
 
-def cmd_rollout(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    done = writes.rollout(admin, args.flag, args.percent, args.variant, _actor(args))
-    return _report(args, admin, env, done, "")
+def cmd_rollout(args: argparse.Namespace, backend: Backend) -> int:
+    done = backend.rollout(args.flag, args.percent, args.variant, _actor(args))
+    return _report(args, backend, done, "")
 
 
-def cmd_get(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    raw = admin.read()
-    doc = writes.document_of(raw)
+def cmd_get(args: argparse.Namespace, backend: Backend) -> int:
+    env = backend.env
+    version, doc, overrides = backend.state()
     flags = doc.get("flags") if isinstance(doc.get("flags"), dict) else {}
     assert isinstance(flags, dict)
     keys = [args.flag] if args.flag else list(flags)
     if args.flag:
         writes.flag_definition(doc, args.flag)
-    body: dict[str, Any] = {"env": env, "version": raw.version, "flags": {}}
-    lines = [f"env {env!r} at version {raw.version}, {len(flags)} flag(s)"]
+    body: dict[str, Any] = {"env": env, "version": version, "flags": {}}
+    lines = [f"env {env!r} at version {version}, {len(flags)} flag(s)"]
     for key in keys:
         definition = flags.get(key)
-        ov_raw = raw.overrides.get(key)
-        try:
-            override = None if ov_raw is None else orjson.loads(ov_raw)
-        except orjson.JSONDecodeError:
-            override = {"corrupt": ov_raw.decode("utf-8", "replace") if ov_raw else ""}
+        override = overrides.get(key)
         body["flags"][key] = {"definition": definition, "override": override}
         if args.flag:
             lines.append(orjson.dumps(definition, option=orjson.OPT_INDENT_2).decode())
@@ -163,13 +306,11 @@ def cmd_get(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
     return ExitCode.OK
 
 
-def cmd_status(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    import time
-
+def cmd_status(args: argparse.Namespace, backend: Backend) -> int:
+    env = backend.env
     deadline = time.monotonic() + args.timeout
     while True:
-        version = admin.version()
-        rows = writes.edge_rows(version, admin.edges())
+        version, rows = backend.edges()
         converged = all(r["converged"] for r in rows)
         if converged or not args.wait or time.monotonic() >= deadline:
             break
@@ -197,8 +338,9 @@ def cmd_status(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
     return ExitCode.OK if converged else ExitCode.FAILED
 
 
-def cmd_audit(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    entries = admin.audit(args.limit, args.flag)
+def cmd_audit(args: argparse.Namespace, backend: Backend) -> int:
+    env = backend.env
+    entries = backend.audit(args.limit, args.flag)
     lines = []
     for e in entries:
         when = datetime.fromtimestamp(e.ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -214,16 +356,24 @@ def cmd_audit(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
 
 # -- argparse ------------------------------------------------------------------------------
 
-Command = Callable[[argparse.Namespace, RedisAdmin, str], int]
+Command = Callable[[argparse.Namespace, Backend], int]
+
+
+def backend_for(resolved: config.Settings) -> Backend:
+    """The admin service when --admin (FLAGEDGE_ADMIN_URL) is given, else Redis."""
+    if use_admin(resolved):
+        return Through(connect_remote(resolved))
+    admin, env = connect(resolved)
+    return Local(admin, env)
 
 
 def _run(command: Command, groups: list[config.Group]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        admin, env = connect(settings(args, groups))
+        backend = backend_for(settings(args, [*groups, config.ADMIN_CLIENT]))
         try:
-            return command(args, admin, env)
+            return command(args, backend)
         finally:
-            admin.close()
+            backend.close()
 
     return run
 
@@ -244,7 +394,7 @@ def add_commands(sub: Any) -> None:
         name: str, help: str, fn: Command, groups: list[config.Group]
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help)
-        config.add_options(p, groups)
+        config.add_options(p, [*groups, config.ADMIN_CLIENT])
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(func=_run(fn, groups))
         return p

@@ -24,7 +24,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def add_command(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve flags over gRPC (flagedge.v1, flagd evaluation v1/v2) and HTTP (OFREP)",
+        help="serve flags over gRPC (flagedge.v1, flagd evaluation v1/v2 and flagd sync) and "
+        "HTTP (OFREP)",
         description="Serve flags over gRPC and OFREP/Connect over HTTP, from a file "
         "(--flags, default the bundled examples) or from the Redis control plane "
         "(--redis URL --env NAME).",

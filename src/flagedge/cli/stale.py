@@ -4,18 +4,21 @@ with the edges' usage counts when Redis is given. Exit 1 with --fail when there 
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from .. import config
 from ..errors import DefinitionError, ExitCode, Refusal
-from ..lifecycle import Usage, find_stale, usage_note, window_days
+from ..lifecycle import StaleReport, Usage, stale_report
 from ..snapshot import Snapshot
 from ..store.file import load_document
-from ..store.plane import USAGE_RETENTION_DAYS, build_snapshot
+from ..store.plane import USAGE_RETENTION_DAYS
+from ..store.usage import stale_inputs
 from .common import out, settings
 from .control import connect
+from .remote import connect_remote, use_admin
 
 
 def _from_file(path: Path) -> Snapshot:
@@ -28,15 +31,9 @@ def _from_file(path: Path) -> Snapshot:
 def _from_redis(resolved: config.Settings, today: date, days: int) -> tuple[Snapshot, Usage]:
     admin, _env = connect(resolved)
     try:
-        raw = admin.read()
-        counts, since = admin.usage([d.isoformat() for d in window_days(today, days)])
+        return stale_inputs(admin, today, days)
     finally:
         admin.close()
-    try:
-        snap = build_snapshot(raw)
-    except DefinitionError as exc:
-        raise Refusal("the definitions in Redis are unusable", problems=exc.problems) from None
-    return snap, Usage.from_store(counts, since)
 
 
 def _today(text: str | None) -> date:
@@ -49,12 +46,18 @@ def _today(text: str | None) -> date:
 
 
 def cmd_stale(args: argparse.Namespace) -> int:
-    resolved = settings(args, [config.REDIS])
+    resolved = settings(args, [config.REDIS, config.ADMIN_CLIENT])
     today = _today(args.today)
     days = args.days
     if not 1 <= days <= USAGE_RETENTION_DAYS:
         raise Refusal(f"--days must be 1 to {USAGE_RETENTION_DAYS} (usage is kept that long)")
     usage: Usage | None = None
+    if args.flags is None and use_admin(resolved):
+        remote = connect_remote(resolved)
+        query = urllib.parse.urlencode({"days": days, "today": today.isoformat()})
+        report = StaleReport.from_json(remote.call("GET", remote.env_path(f"/stale?{query}")))
+        out(args, report.to_json(), "\n".join(report.lines()))
+        return ExitCode.FAILED if report.candidates and args.fail else ExitCode.OK
     if args.flags is not None:
         snap, source = _from_file(args.flags), str(args.flags)
     elif resolved["redis"] or resolved["sentinel"]:
@@ -63,27 +66,9 @@ def cmd_stale(args: argparse.Namespace) -> int:
     else:
         raise Refusal("say where the definitions are: --flags FILE, or --redis URL --env NAME")
     flags = {key: flag.metadata for key, flag in snap.flags.items()}
-    candidates = find_stale(flags, today, days, usage)
-    note = usage_note(usage, today, days)
-    head = f"{source}, today {today.isoformat()}"
-    if not candidates:
-        lines = [f"no removal candidates ({head}); {note['text']}"]
-    else:
-        lines = [f"{len(candidates)} removal candidate(s) ({head}); {note['text']}"]
-        width = max(len(c.flag) for c in candidates)
-        for c in candidates:
-            lines.append(f"  {c.flag:<{width}}  {c.kind or '-':<10}  owner {c.owner or '-'}")
-            lines.extend(f"  {'':<{width}}    {f.rule}: {f.detail}" for f in c.findings)
-    body = {
-        "ok": True,
-        "source": source,
-        "today": today.isoformat(),
-        "days": days,
-        "usage": note,
-        "candidates": [c.to_json() for c in candidates],
-    }
-    out(args, body, "\n".join(lines))
-    return ExitCode.FAILED if candidates and args.fail else ExitCode.OK
+    report = stale_report(flags, source, today, days, usage)
+    out(args, report.to_json(), "\n".join(report.lines()))
+    return ExitCode.FAILED if report.candidates and args.fail else ExitCode.OK
 
 
 def add_command(sub: Any) -> None:
@@ -92,7 +77,7 @@ def add_command(sub: Any) -> None:
         help="list removal candidates: expired toggles, unused flags, flags stuck on a variant",
     )
     p.add_argument("--flags", type=Path, metavar="FILE", help="definitions file (age rules only)")
-    config.add_options(p, [config.REDIS])
+    config.add_options(p, [config.REDIS, config.ADMIN_CLIENT])
     p.add_argument(
         "--days",
         type=int,

@@ -5,7 +5,7 @@ ServeConfig (config.py) ── workers > 1 ──► supervisor.py: N worker pro
       ▼
 process.py: one process
     Source (sources.py)       FileSource | RedisSource ─► SnapshotHolder
-    Listeners (listeners.py)  management, gRPC, ... over that holder
+    Listeners (listeners.py)  management, gRPC, flagd sync, ... over that holder
 loop.py: the event loop (uvloop when installed)
 """
 

@@ -101,6 +101,7 @@ class ServeConfig:
     host: str = "0.0.0.0"
     port: int = 8013
     management_port: int = 8014
+    sync_port: int | None = 8015  # None: no sync listener
     workers: int = 1
     poll_interval: float = 0.5
     grace: float = 10.0
@@ -149,6 +150,7 @@ class ServeConfig:
             host=s["host"],
             port=s["port"],
             management_port=s["management_port"],
+            sync_port=None if s["sync_port"] == config.OFF else s["sync_port"],
             workers=max(1, workers),
             poll_interval=s["poll_interval"],
             grace=s["grace"],
@@ -179,11 +181,14 @@ class ServeConfig:
         security = SecurityConfig(**raw.pop("security", {}))
         return cls(**raw, redis=None if redis is None else RedisSource(**redis), security=security)
 
-    def for_worker(self, port: int, management_port: int, metrics_dir: str) -> ServeConfig:
+    def for_worker(
+        self, port: int, management_port: int, metrics_dir: str, sync_port: int | None
+    ) -> ServeConfig:
         return dataclasses.replace(
             self,
             port=port,
             management_port=management_port,
+            sync_port=sync_port,
             workers=1,
             worker=True,
             metrics_dir=metrics_dir,

@@ -6,13 +6,15 @@
     GrpcListener         flagedge.v1 + flagd evaluation v1/v2, health, reflection (server/)
     ManagementListener   /healthz, /readyz, /metrics; starts first and stops last, so probes
                          answer while definitions load and while calls drain
+    SyncListener         flagd.sync.v1 for in-process providers, health, reflection, on a
+                         gRPC server of its own (--sync-port; off: none)
     HttpListener         OFREP and flagd's evaluation service over Connect JSON, on
                          --ofrep-port (0: off), with TLS and token checks from Security
 
 Every listener reads the same ServeContext: one SnapshotHolder, one ServerMetrics, the
 Source, the Security (TLS material and token checks: serve/security.py) and a readiness
-check. A new front door (OFREP, flagd sync, admin) is one more class
-here with a factory in ``LISTENERS``; the others do not change.
+check. A new front door (OFREP, admin) is one more class here with a factory in
+``LISTENERS``; the others do not change.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..auth import Identity, Scope
 from ..metrics import ServerMetrics
 from ..server.http import HttpLimits
 from ..server.management import ManagementServer, start_management
-from ..server.rpc import RunningServer, start_server
+from ..server.rpc import RunningServer, RunningSyncServer, start_server, start_sync_server
 from ..server.web import RunningHttp, start_http
 from ..snapshot import SnapshotHolder
 from .config import ServeConfig
@@ -108,6 +110,33 @@ class ManagementListener:
             await self.server.close()
 
 
+class SyncListener:
+    name = "sync"
+    early = False
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.running: RunningSyncServer | None = None
+
+    async def start(self, context: ServeContext) -> None:
+        config = context.config
+        self.running = await start_sync_server(
+            context.holder,
+            self.host,
+            self.port,
+            source=context.source.name,
+            stream_deadline=config.stream_deadline,
+            reuse_port=config.worker,
+            metrics=context.metrics,
+        )
+        self.port = self.running.port
+
+    async def stop(self, grace: float) -> None:
+        if self.running is not None:
+            await self.running.stop(grace)
+
+
 class HttpListener:
     """OFREP (and Connect) over HTTP: tokens and TLS as every listener takes them."""
 
@@ -157,6 +186,7 @@ ListenerFactory = Callable[[ServeConfig], Listener | None]
 LISTENERS: list[ListenerFactory] = [
     lambda c: ManagementListener(c.host, c.management_port),
     lambda c: GrpcListener(c.host, c.port),
+    lambda c: None if c.sync_port is None else SyncListener(c.host, c.sync_port),
     lambda c: HttpListener(c.host, c.ofrep_port) if c.ofrep_port else None,
 ]
 

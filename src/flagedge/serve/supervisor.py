@@ -63,9 +63,12 @@ def _exit_words(code: int) -> str:
 def supervise(config: ServeConfig) -> int:
     port, hold_port = _reserve(config.host, config.port)
     management_port, hold_management = _reserve(config.host, config.management_port)
+    sync_port, hold_sync = None, None
+    if config.sync_port is not None:
+        sync_port, hold_sync = _reserve(config.host, config.sync_port)
     # Each worker publishes its metrics here, so that any of them can answer a scrape for all.
     shared = tempfile.mkdtemp(prefix="flagedge-metrics-")
-    worker_config = config.for_worker(port, management_port, shared)
+    worker_config = config.for_worker(port, management_port, shared, sync_port)
     command = [sys.executable, "-m", "flagedge", "serve", "--worker"]
 
     def spawn(slot: int) -> subprocess.Popen[bytes]:
@@ -86,6 +89,7 @@ def supervise(config: ServeConfig) -> int:
         workers=[w.pid for w in workers],
         port=port,
         management_port=management_port,
+        sync_port=sync_port,
     )
     stopping = False
     told: set[int] = set()  # pids already sent SIGTERM (a second one cuts a drain short)
@@ -167,7 +171,7 @@ def supervise(config: ServeConfig) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for held in (hold_port, hold_management):
+        for held in (hold_port, hold_management, hold_sync):
             if held is not None:
                 held.close()
         shutil.rmtree(shared, ignore_errors=True)

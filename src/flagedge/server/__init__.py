@@ -3,9 +3,11 @@
     holder (SnapshotHolder) --> start_server (rpc.py) --> RunningServer
                                   |- native.py      flagedge.v1.Evaluation
                                   |- flagd.py       flagd.evaluation.v2 / v1 Service
-                                  |- status.py      the one mapping from errors to status codes
-                                  |- selector.py    the Flagd-Selector header
                                   '- events.py      holder installs -> event streams
+                            --> start_sync_server (rpc.py) --> RunningSyncServer
+                                  '- sync.py        flagd.sync.v1.FlagSyncService, its fan-out
+    status.py                     the one mapping from errors to status codes
+    selector.py                   the Flagd-Selector header
     http.py                       HTTP on aiohttp's low-level server: bind, limits, routes
       |- management.py            /healthz, /readyz, /metrics
       '- web.py                   the OFREP port: ofrep.py (OFREP, SSE) and connect.py

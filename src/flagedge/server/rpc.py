@@ -7,6 +7,10 @@
         grpc.health.v1.Health            SERVING while up, NOT_SERVING while draining
         grpc.reflection.v1alpha          so grpcurl works without .proto files
 
+    start_sync_server(holder) -> RunningSyncServer(port)      a server of its own (--sync-port)
+        flagd.sync.v1.FlagSyncService    sync.py
+        grpc.health.v1.Health, grpc.reflection.v1alpha
+
 Handlers are registered with explicit (de)serializers rather than through the generated
 ``*_pb2_grpc`` helpers so that every request passes through status.deserializer (size and
 garbage checks) and every call through status.py's wrappers (the one error mapping).
@@ -28,12 +32,15 @@ from grpc_reflection.v1alpha import reflection
 
 from flagedge._proto.flagd.evaluation.v1 import evaluation_pb2 as v1
 from flagedge._proto.flagd.evaluation.v2 import evaluation_pb2 as v2
+from flagedge._proto.flagd.sync.v1 import sync_pb2
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.metrics import ServerMetrics
 from flagedge.server import status
 from flagedge.server.events import ChangeHub
 from flagedge.server.flagd import FlagdCore, FlagdV1Servicer, FlagdV2Servicer, unix_now
 from flagedge.server.native import NativeServicer
+from flagedge.server.sync import SERVICE as SYNC_SERVICE
+from flagedge.server.sync import FlagSyncServicer, Renderings, SyncHub
 from flagedge.snapshot import SnapshotHolder
 from flagedge.wire import Limits
 
@@ -81,6 +88,16 @@ class RunningServer:
         await self.server.wait_for_termination()
 
 
+def _preserialized(message: bytes) -> bytes:
+    return message
+
+
+def _serializer(resp: Any) -> Callable[[Any], bytes]:
+    """A response type's serializer; ``bytes`` for handlers that serialize ahead of time
+    (the sync service sends one serialized message to every stream)."""
+    return _preserialized if resp is bytes else resp.SerializeToString
+
+
 def _handlers(
     service: str,
     unary: dict[str, tuple[Callable[..., Any], Any, Any]],
@@ -94,13 +111,13 @@ def _handlers(
         methods[name] = grpc.unary_unary_rpc_method_handler(
             status.unary(metrics.timed(f"{service}/{name}", fn)),
             request_deserializer=status.deserializer(req, max_bytes),
-            response_serializer=resp.SerializeToString,
+            response_serializer=_serializer(resp),
         )
     for name, (fn, req, resp) in server_streams.items():
         methods[name] = grpc.unary_stream_rpc_method_handler(
             metrics.streaming(f"{service}/{name}", status.server_stream(fn)),
             request_deserializer=status.deserializer(req, max_bytes),
-            response_serializer=resp.SerializeToString,
+            response_serializer=_serializer(resp),
         )
     for name, (fn, req, resp) in bidi.items():
         methods[name] = grpc.stream_stream_rpc_method_handler(
@@ -108,7 +125,7 @@ def _handlers(
                 f"{service}/{name}", status.bidi_stream(metrics.timed(f"{service}/{name}", fn))
             ),
             request_deserializer=status.deserializer(req, max_bytes),
-            response_serializer=resp.SerializeToString,
+            response_serializer=_serializer(resp),
         )
     return grpc.method_handlers_generic_handler(service, methods)
 
@@ -243,3 +260,115 @@ async def start_server(
 
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+# flagd's sync server keep-alive policy (--keep-alive-min-time 30 s, pings allowed without
+# a call): grpc's default would answer a provider tuned for flagd, pinging an idle stream
+# every 30 s, with GOAWAY.
+_SYNC_KEEPALIVE = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
+)
+
+
+# Calls that arrived but wait for the server loop to take them. Above grpc's soft limit (1,000)
+# it cancels a growing share of new calls at random, and every provider reconnecting at once
+# after an edge restart is such a burst (2,000 SyncFlags calls at once lost about one in ten,
+# measured); a cancelled provider waits out its backoff (12 s by default) before it retries.
+# A stream costs little once taken, so the sync server accepts much larger bursts.
+_SYNC_PENDING = (
+    ("grpc.server.max_pending_requests", 10_000),
+    ("grpc.server.max_pending_requests_hard_limit", 30_000),
+)
+
+
+class RunningSyncServer:
+    """A started sync server. ``port`` is the bound port (useful after asking for port 0)."""
+
+    def __init__(
+        self, server: grpc.aio.Server, port: int, hub: SyncHub, health_servicer: Any
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.hub = hub
+        self._health = health_servicer
+        self._stopped = False
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop taking calls, end every SyncFlags stream (providers reconnect elsewhere or
+        later), let other calls finish within ``grace`` seconds."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._health.enter_graceful_shutdown()
+        self.hub.close()
+        await self.server.stop(grace)
+
+
+async def start_sync_server(
+    holder: SnapshotHolder,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    source: str | None = None,
+    stream_deadline: float = 0.0,
+    reuse_port: bool = False,
+    limits: Limits | None = None,
+    metrics: ServerMetrics | None = None,
+) -> RunningSyncServer:
+    """Serve flagd's sync service over ``holder`` on a server of its own; return once bound.
+
+    ``source`` is what each flag's ``source`` says and what ``Flagd-Selector: source=...``
+    names; ``stream_deadline`` (seconds, 0 for none) ends each SyncFlags stream that long
+    after it opened with DEADLINE_EXCEEDED, as flagd's ``--stream-deadline`` does.
+    """
+    limits = limits or Limits()
+    transport = limits.transport_limit()
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_receive_message_length", transport),
+            # The whole configuration travels in one message: no send limit of our own.
+            ("grpc.max_send_message_length", -1),
+            *_SYNC_KEEPALIVE,
+            *_SYNC_PENDING,
+        ]
+    )
+    metrics = metrics or ServerMetrics()
+    hub = SyncHub(holder, asyncio.get_running_loop())
+    servicer = FlagSyncServicer(
+        holder, hub, Renderings(source, {}), stream_deadline=stream_deadline
+    )
+    server.add_generic_rpc_handlers(
+        [
+            _handlers(
+                SYNC_SERVICE,
+                {
+                    "FetchAllFlags": (servicer.FetchAllFlags, sync_pb2.FetchAllFlagsRequest, bytes),
+                    "GetMetadata": (
+                        servicer.GetMetadata,
+                        sync_pb2.GetMetadataRequest,
+                        sync_pb2.GetMetadataResponse,
+                    ),
+                },
+                {"SyncFlags": (servicer.SyncFlags, sync_pb2.SyncFlagsRequest, bytes)},
+                {},
+                limits.max_message_bytes,
+                metrics,
+            )
+        ]
+    )
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SYNC_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+    except RuntimeError as exc:
+        hub.close()
+        raise OSError(f"cannot bind sync port {host}:{port}: {exc}") from exc
+    await server.start()
+    for name in ("", SYNC_SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningSyncServer(server, bound, hub, health_servicer)

@@ -67,11 +67,23 @@ def parse_selector(raw: str | None) -> Selection:
     )
 
 
-def selection_from_metadata(metadata: Any) -> Selection:
-    """The selection named by a call's invocation metadata (a sequence of key/value pairs)."""
+def header_value(metadata: Any) -> str | None:
+    """The ``Flagd-Selector`` header of a call's invocation metadata (key/value pairs)."""
     if metadata:
         for item in metadata:
             if item[0] == HEADER:
                 value = item[1]
-                return parse_selector(value.decode() if isinstance(value, bytes) else value)
-    return ALL
+                return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def selection_from_metadata(metadata: Any) -> Selection:
+    """The selection named by a call's invocation metadata (a sequence of key/value pairs)."""
+    return parse_selector(header_value(metadata))
+
+
+def selection_for(metadata: Any, body: str) -> Selection:
+    """The sync service's rule: the header when it names something, else the request's
+    (deprecated) ``selector`` field."""
+    header = header_value(metadata)
+    return parse_selector(header if header is not None and header.strip() else body)

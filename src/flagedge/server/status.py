@@ -143,6 +143,8 @@ def unary(
     async def call(request: Req | Rejected, context: Context) -> Resp:
         try:
             return handler(_accept(request), context)
+        except grpc.aio.AbortError:
+            raise  # the handler set its status itself (context.abort)
         except Exception as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises
@@ -157,6 +159,8 @@ def server_stream(
         try:
             async for item in handler(_accept(request), context):
                 yield item
+        except grpc.aio.AbortError:
+            raise  # the handler set its status itself (a stream deadline, say)
         except Exception as exc:
             await _abort(context, exc)
 
@@ -174,6 +178,8 @@ def bidi_stream(
         try:
             async for request in requests:
                 yield handler(_accept(request), context)
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
             await _abort(context, exc)
 

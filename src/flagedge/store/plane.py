@@ -191,6 +191,16 @@ def build_snapshot(raw: RawState, fractional: Scheme | str = Scheme.V3) -> Snaps
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A write the audit stream records: enough to tell whether it touched a flag."""
+
+    version: int
+    actor: str
+    action: str
+    flag: str  # "" for a push (every flag)
+
+
 # -- change messages -----------------------------------------------------------------------
 
 

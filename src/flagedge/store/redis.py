@@ -31,6 +31,7 @@ from ..errors import DefinitionError, Problem, StoreUnavailable
 from .plane import (
     HEARTBEAT_TTL_MS,
     RESUBSCRIBED,
+    Change,
     ChangeKind,
     ChangeMessage,
     Heartbeat,
@@ -482,6 +483,24 @@ class RedisAdmin:
                     break
                 start = "(" + _text(page[-1][0])
         return out
+
+    def changes_since(self, version: int) -> list[Change] | None:
+        """Every audited write after ``version``, oldest first; None when the stream (trimmed
+        at AUDIT_MAXLEN) may no longer hold them all."""
+        out: list[Change] = []
+        start = "+"
+        with self._calls():
+            while True:
+                page = self._client.xrevrange(self.keys.audit, max=start, min="-", count=200) or []
+                for entry_id, fields in page:
+                    entry = _audit_entry(entry_id, fields)
+                    if entry.version <= version:
+                        return out[::-1]
+                    out.append(Change(entry.version, entry.actor, entry.action, entry.flag))
+                if len(page) < 200:
+                    complete = int(self._client.xlen(self.keys.audit)) < AUDIT_MAXLEN
+                    return out[::-1] if complete else None
+                start = "(" + _text(page[-1][0])
 
     def usage(
         self, days: Sequence[str]

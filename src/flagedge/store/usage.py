@@ -18,14 +18,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Protocol
 
-from ..errors import StoreUnavailable
+from ..errors import DefinitionError, Refusal, StoreUnavailable
+from ..lifecycle import Usage, window_days
 from ..logs import event
-from ..snapshot import SnapshotHolder
-from .plane import USAGE_RETENTION_DAYS
+from ..snapshot import Snapshot, SnapshotHolder
+from .plane import USAGE_RETENTION_DAYS, RawState, build_snapshot
 
 log = logging.getLogger("flagedge.usage")
 
@@ -131,3 +132,25 @@ class UsageReporter:
                 evaluations=sum(delta.values()),
             )
         return len(delta)
+
+
+class UsageReader(Protocol):
+    """What judging staleness reads (store/redis.py's RedisAdmin)."""
+
+    def read(self) -> RawState: ...
+
+    def usage(
+        self, days: Sequence[str]
+    ) -> tuple[dict[str, dict[tuple[str, str], int]], str | None]: ...
+
+
+def stale_inputs(admin: UsageReader, today: date, days: int) -> tuple[Snapshot, Usage]:
+    """The definitions and the usage window as Redis holds them: what ``flagedge stale``
+    and the admin service's stale report judge."""
+    raw = admin.read()
+    counts, since = admin.usage([d.isoformat() for d in window_days(today, days)])
+    try:
+        snap = build_snapshot(raw)
+    except DefinitionError as exc:
+        raise Refusal("the definitions in Redis are unusable", problems=exc.problems) from None
+    return snap, Usage.from_store(counts, since)

@@ -21,10 +21,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..errors import DefinitionError, ExitCode, Problem, Refusal
+from ..errors import Conflict, DefinitionError, ExitCode, Problem, Refusal
 from ..model import Override, OverrideKind
+from ..rulelists import ListEdit, edit_lists
 from ..snapshot import Snapshot
 from .plane import (
+    Change,
     ChangeKind,
     Heartbeat,
     RawState,
@@ -46,6 +48,8 @@ class Admin(Protocol):
 
     def edges(self) -> list[Heartbeat]: ...
 
+    def changes_since(self, version: int) -> list[Change] | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -54,6 +58,9 @@ class Plan:
     write: Write
     result: RawState
     summary: str
+
+
+Outcome = tuple[Plan, WriteResult] | None  # what an operation did; None: nothing to do
 
 
 def _digest(definitions: bytes | None) -> str:
@@ -247,12 +254,48 @@ def floor(admin: Admin) -> int:
     return max((e.version for e in admin.edges()), default=0)
 
 
+def check_expected(admin: Admin, raw: RawState, expected: int | None, flag: str | None) -> None:
+    """The concurrent-edit check: Conflict when ``flag`` (or, with None, anything) changed
+    after version ``expected``, the version the editor was looking at. Writes to other flags
+    in between do not count: they cannot be lost by this one."""
+    if expected is None or raw.version == expected:
+        return
+    if expected > raw.version:
+        raise Conflict(
+            f"you edited version {expected}, but Redis is at {raw.version} (it lost state?): "
+            "reload and apply your change again"
+        )
+    changes = admin.changes_since(expected)
+    touching = (
+        None if changes is None else [c for c in changes if flag is None or c.flag in ("", flag)]
+    )
+    if touching is None or touching:
+        who = (
+            "; ".join(f"{c.actor} ({c.action}, version {c.version})" for c in touching[-3:])
+            if touching
+            else "the audit stream no longer reaches back that far"
+        )
+        what = f"{flag!r}" if flag else "the definitions"
+        raise Conflict(
+            f"{what} changed since version {expected}, which you edited: {who}. Nothing was "
+            f"written; reload (now version {raw.version}) and apply your change again",
+            problems=(Problem("version", f"expected {expected}, now {raw.version}"),),
+        )
+
+
 def apply(
-    admin: Admin, make: Callable[[RawState, int], Plan | None]
+    admin: Admin,
+    make: Callable[[RawState, int], Plan | None],
+    *,
+    expected: int | None = None,
+    flag: str | None = None,
 ) -> tuple[Plan, WriteResult] | None:
-    """Read, plan, validate, write; again while the version moves under us. None: no-op."""
+    """Read, plan, validate, write; again while the version moves under us (unless
+    ``expected`` says which version the change was made against, and ``flag`` changed
+    since: then Conflict). None: no-op."""
     for _ in range(MAX_ATTEMPTS):
         raw = admin.read()
+        check_expected(admin, raw, expected, flag)
         plan = make(raw, floor(admin))
         if plan is None:
             return None
@@ -277,7 +320,13 @@ def wait_edges(admin: Admin, version: int, timeout: float) -> tuple[bool, list[H
 
 
 def push(
-    admin: Admin, document: Any, actor: str, *, force: bool = False, source: str = "the definitions"
+    admin: Admin,
+    document: Any,
+    actor: str,
+    *,
+    force: bool = False,
+    source: str = "the definitions",
+    expected: int | None = None,
 ) -> tuple[Plan, WriteResult] | None:
     """Publish a definitions document (validated first); None when Redis already has it."""
     if not isinstance(document, dict):
@@ -295,18 +344,25 @@ def push(
             return None
         return plan_push(raw, definitions, actor, floor)
 
-    return apply(admin, make)
+    return apply(admin, make, expected=expected)
 
 
 def kill(
-    admin: Admin, flag: str, variant: str | None, actor: str
+    admin: Admin, flag: str, variant: str | None, actor: str, *, expected: int | None = None
 ) -> tuple[Plan, WriteResult] | None:
     """Kill switch: the flag answers ``variant`` (or, with None, the caller's default)."""
     ov = Override(OverrideKind.KILL, variant)
-    return apply(admin, lambda raw, floor: plan_override(raw, flag, ov, "kill", actor, floor))
+    return apply(
+        admin,
+        lambda raw, floor: plan_override(raw, flag, ov, "kill", actor, floor),
+        expected=expected,
+        flag=flag,
+    )
 
 
-def restore(admin: Admin, flag: str, actor: str) -> tuple[Plan, WriteResult] | None:
+def restore(
+    admin: Admin, flag: str, actor: str, *, expected: int | None = None
+) -> tuple[Plan, WriteResult] | None:
     """Remove a flag's kill switch or forced rollout; None when it has none."""
 
     def make(raw: RawState, floor: int) -> Plan | None:
@@ -314,11 +370,17 @@ def restore(admin: Admin, flag: str, actor: str) -> tuple[Plan, WriteResult] | N
             return None
         return plan_override(raw, flag, None, "restore", actor, floor)
 
-    return apply(admin, make)
+    return apply(admin, make, expected=expected, flag=flag)
 
 
 def rollout(
-    admin: Admin, flag: str, percent: float, variant: str | None, actor: str
+    admin: Admin,
+    flag: str,
+    percent: float,
+    variant: str | None,
+    actor: str,
+    *,
+    expected: int | None = None,
 ) -> tuple[Plan, WriteResult] | None:
     """Serve ``variant`` to ``percent`` of targeting keys."""
     if not 0 <= percent <= 100:
@@ -326,7 +388,75 @@ def rollout(
             f"{percent:g} is not a percentage",
             problems=(Problem("percent", "a number from 0 to 100"),),
         )
-    return apply(admin, lambda raw, floor: plan_rollout(raw, flag, percent, variant, actor, floor))
+    return apply(
+        admin,
+        lambda raw, floor: plan_rollout(raw, flag, percent, variant, actor, floor),
+        expected=expected,
+        flag=flag,
+    )
+
+
+def plan_definition(
+    raw: RawState, flag: str, definition: Any, action: str, actor: str, floor: int
+) -> Plan | None:
+    """Replace one flag's definition (None: it is already so)."""
+    if not isinstance(definition, dict):
+        raise Refusal(
+            "a flag definition is a JSON object", problems=(Problem(f"flags.{flag}", "an object"),)
+        )
+    doc = document_of(raw)
+    current = flag_definition(doc, flag)
+    if current == definition:
+        return None
+    doc["flags"][flag] = definition
+    try:
+        definitions = orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError) as exc:  # nesting past orjson's limit, NaN...
+        raise Refusal(
+            "the definition cannot be stored",
+            problems=(Problem(f"flags.{flag}", f"not storable as JSON: {exc}"),),
+        ) from None
+    write = Write(
+        expected=raw.version,
+        kind=ChangeKind.DEFINITIONS,
+        actor=actor,
+        action=action,
+        flag=flag,
+        before=orjson.dumps(current).decode(),
+        after=orjson.dumps(definition).decode(),
+        definitions=definitions,
+        floor=floor,
+    )
+    result = RawState(raw.version + 1, definitions, raw.overrides)
+    return Plan(write, result, f"{action} {flag}")
+
+
+def edit(
+    admin: Admin, flag: str, definition: Any, actor: str, *, expected: int | None
+) -> tuple[Plan, WriteResult] | None:
+    """Replace a flag's definition, validated with the rest of the state by the engine."""
+    return apply(
+        admin,
+        lambda raw, floor: plan_definition(raw, flag, definition, "edit", actor, floor),
+        expected=expected,
+        flag=flag,
+    )
+
+
+def edit_flag_lists(
+    admin: Admin, flag: str, edits: Sequence[ListEdit], actor: str, *, expected: int | None
+) -> tuple[Plan, WriteResult] | None:
+    """Add and remove values in a flag's rule lists (rulelists.py)."""
+
+    def make(raw: RawState, floor: int) -> Plan | None:
+        current = flag_definition(document_of(raw), flag)
+        try:
+            changed = edit_lists(current, edits)
+        except DefinitionError as exc:
+            raise Refusal("the list edit cannot be made", problems=exc.problems) from None
+        return plan_definition(raw, flag, changed, "edit-lists", actor, floor)
+
+    return apply(admin, make, expected=expected, flag=flag)
 
 
 def edge_rows(version: int, edges: Sequence[Heartbeat]) -> list[dict[str, Any]]:
