@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+from flagedge.metrics import ServerMetrics
 from flagedge.server.management import start_management
+from flagedge.snapshot import SnapshotHolder
+from tests.support.documents import build
 from tests.support.server import async_test, serving
 
 
@@ -40,16 +43,23 @@ async def test_head_answers_the_status_and_headers_of_get_without_a_body() -> No
 
 @async_test
 async def test_metrics_are_prometheus_text_unless_openmetrics_is_asked_for() -> None:
-    async with serving(management=True) as (server, _):
-        port = server.management_port  # type: ignore[attr-defined]
-        text = split(await exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+    metrics = ServerMetrics()
+    metrics.bind(SnapshotHolder(build()))
+    probe = await start_management(
+        "127.0.0.1", 0, lambda: True, metrics=metrics.exposition, negotiate=metrics.negotiated
+    )
+    try:
+        text = split(await exchange(probe.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
         openmetrics = split(
             await exchange(
-                port,
+                probe.port,
                 b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
                 b"Accept: application/openmetrics-text; version=1.0.0,text/plain;q=0.5\r\n\r\n",
             )
         )
+    finally:
+        await probe.close()
+        metrics.close()
     assert text[0] == openmetrics[0] == 200
     assert text[1]["content-type"].startswith("text/plain; version=0.0.4")
     assert openmetrics[1]["content-type"].startswith("application/openmetrics-text")

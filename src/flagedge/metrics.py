@@ -6,7 +6,7 @@
     every second, and before each scrape:  fold _pending ─► totals {(flag, variant, reason): n}
     handlers ─ timed(method, fn) ───────► LatencyHistogram (one bucket += 1, no lock)
     streams ─ streaming(method, fn) ────► active stream gauge
-    GET /metrics ─► ServerMetrics.exposition(accept) ─► MetricsCollector.collect(), read at scrape
+    GET /metrics ─► ServerMetrics.negotiated(accept) ─► MetricsCollector.collect(), read at scrape
                   time, encoded as text or OpenMetrics (prometheus_client's choose_encoder)
 
 Why not prometheus_client's Counter: ``inc()`` takes a lock and needs the label tuple built
@@ -368,7 +368,12 @@ class ServerMetrics:
                         states.append(data)
         return states
 
-    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+    def exposition(self) -> bytes:
+        """The Prometheus text format (GET /metrics without an Accept header)."""
+        encode, _ = choose_encoder("")
+        return encode(self.registry)
+
+    def negotiated(self, accept: str) -> tuple[bytes, str]:
         """GET /metrics: the body and its content type, in the format ``accept`` (the Accept
         header) asks for. prometheus_client's own negotiation: OpenMetrics when asked for
         (prometheus_client.openmetrics.exposition), the Prometheus text format otherwise."""

@@ -102,6 +102,7 @@ class ManagementListener:
             reuse_port=context.config.worker,
             details=context.details,
             metrics=context.metrics.exposition,
+            negotiate=context.metrics.negotiated,
         )
         self.port = self.server.port
 

@@ -19,8 +19,9 @@ from aiohttp.web_request import BaseRequest
 
 from flagedge.server.http import HttpLimits, HttpServer, Routes, json_response
 
-# metrics(accept header) -> (body, content type)
-Exposition = Callable[[str], tuple[bytes, str]]
+# negotiate(Accept header) -> (body, content type): ServerMetrics.negotiated
+Negotiate = Callable[[str], tuple[bytes, str]]
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 # Probes send no body; a small cap keeps a confused client from costing anything.
 _LIMITS = HttpLimits(max_body_bytes=8192, body_timeout=5.0, max_streams=0, keepalive_timeout=5.0)
@@ -47,8 +48,11 @@ async def start_management(
     *,
     reuse_port: bool = False,
     details: Callable[[], Mapping[str, object]] | None = None,
-    metrics: Exposition | None = None,
+    metrics: Callable[[], bytes] | None = None,
+    negotiate: Negotiate | None = None,
 ) -> ManagementServer:
+    """``metrics``: the Prometheus text format; ``negotiate``: every format by the Accept
+    header (it answers /metrics when given)."""
     routes = Routes()
 
     async def healthz(request: BaseRequest) -> web.StreamResponse:
@@ -63,11 +67,15 @@ async def start_management(
 
     routes.add("GET", "/healthz", healthz)
     routes.add("GET", "/readyz", readyz)
-    if metrics is not None:
-        expose = metrics
+    if metrics is not None or negotiate is not None:
+        text = metrics
 
         async def scrape(request: BaseRequest) -> web.StreamResponse:
-            body, content_type = expose(request.headers.get("Accept", ""))
+            if negotiate is not None:
+                body, content_type = negotiate(request.headers.get("Accept", ""))
+            else:
+                assert text is not None
+                body, content_type = text(), TEXT_FORMAT
             return _closing(web.Response(body=body, headers={"Content-Type": content_type}))
 
         routes.add("GET", "/metrics", scrape)
