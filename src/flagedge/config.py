@@ -356,10 +356,10 @@ HTTP = Group(
     (
         Option(
             "ofrep-port",
-            _port,
+            _listener_port,
             8016,
             "HTTP port for OFREP (/ofrep/v1/...) and flagd's evaluation service over Connect "
-            "JSON, as flagd's port 8016; 0: off",
+            "JSON, as flagd's port 8016; 0 or off: none; any: a free port",
             metavar="PORT",
         ),
         Option(

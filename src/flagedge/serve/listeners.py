@@ -188,7 +188,7 @@ LISTENERS: list[ListenerFactory] = [
     lambda c: ManagementListener(c.host, c.management_port),
     lambda c: GrpcListener(c.host, c.port),
     lambda c: None if c.sync_port is None else SyncListener(c.host, c.sync_port),
-    lambda c: HttpListener(c.host, c.ofrep_port) if c.ofrep_port else None,
+    lambda c: None if c.ofrep_port is None else HttpListener(c.host, c.ofrep_port),
 ]
 
 
