@@ -1,6 +1,6 @@
-# flagedge: the gRPC flag-evaluation edge (flagedge.v1 + flagd evaluation v1/v2).
+# flagedge: the flag-evaluation edge (gRPC: flagedge.v1 + flagd evaluation v1/v2; HTTP: OFREP).
 #   docker build -t flagedge .
-#   docker run -p 8013:8013 -p 8014:8014 -v $PWD/flags.json:/flags/flags.json \
+#   docker run -p 8013:8013 -p 8014:8014 -p 8016:8016 -v $PWD/flags.json:/flags/flags.json \
 #       flagedge serve --flags /flags/flags.json
 # Without --flags it serves the bundled example set.
 
@@ -25,9 +25,10 @@ ENV PATH=/opt/flagedge/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     FLAGEDGE_HOST=0.0.0.0 \
     FLAGEDGE_PORT=8013 \
-    FLAGEDGE_MANAGEMENT_PORT=8014
+    FLAGEDGE_MANAGEMENT_PORT=8014 \
+    FLAGEDGE_OFREP_PORT=8016
 USER 10001:10001
-EXPOSE 8013 8014
+EXPOSE 8013 8014 8016
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('FLAGEDGE_MANAGEMENT_PORT', '8014') + '/healthz', timeout=2)"]
 # SIGTERM drains in-flight calls (FLAGEDGE_GRACE seconds), then exits.

@@ -92,6 +92,7 @@ class Server:
                 f"--flags={path}",
                 "--management-port=0",
                 "--sync-port=off",
+                "--ofrep-port=0",
                 "--log-level=INFO",
             ]
         command += ["--host=127.0.0.1", "--port=0", f"--workers={workers}", *extra]

@@ -396,7 +396,8 @@ def run(
             edge = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
-                    *("--port=0", "--management-port=0", "--sync-port=off", "--workers=1"),
+                    *("--port=0", "--management-port=0", "--sync-port=off", "--ofrep-port=0"),
+                    "--workers=1",
                     f"--redis={url}",
                     *("--env=bench", f"--lkg-file={tmp / f'lkg-{i}.json'}"),
                 ],

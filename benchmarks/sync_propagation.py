@@ -429,7 +429,8 @@ def run(
         edge = subprocess.Popen(
             [
                 *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
-                *("--port=0", "--management-port=0", "--sync-port=any", f"--workers={workers}"),
+                *("--port=0", "--management-port=0", "--sync-port=any", "--ofrep-port=0"),
+                f"--workers={workers}",
                 *(f"--redis={url}", "--env=bench", f"--lkg-file={tmp / 'lkg.json'}"),
             ],
             stderr=subprocess.PIPE,

@@ -32,6 +32,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         [
             *(sys.executable, "-m", "flagedge", "serve", f"--flags={flags}"),
             *("--host=127.0.0.1", "--port=0", "--management-port=0", "--sync-port=any"),
+            "--ofrep-port=0",
             "--workers=1",
         ],
         stderr=subprocess.PIPE,

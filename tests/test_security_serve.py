@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -89,6 +90,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         "--port=0",
         "--management-port=0",
         "--management-host=127.0.0.2",
+        "--ofrep-port=any",
         "--workers=1",
         f"--server-cert-path={cert_path}",
         f"--server-key-path={key_path}",
@@ -163,6 +165,46 @@ def test_the_sync_port_takes_the_same_tls_and_the_sync_scope(edge: Edge) -> None
             with pytest.raises(grpc.RpcError) as caught:
                 sync_pb2_grpc.FlagSyncServiceStub(channel).FetchAllFlags(request, timeout=5)
             assert caught.value.code() == code
+
+
+def _ofrep(port: int, flag: str, headers: dict[str, str], ca: Path | None) -> tuple[int, Any]:
+    import ssl
+    import urllib.error
+
+    scheme = "http" if ca is None else "https"
+    request = urllib.request.Request(
+        f"{scheme}://localhost:{port}/ofrep/v1/evaluate/flags/{flag}",
+        data=b'{"context": {"targetingKey": "u1"}}',
+        headers={"Content-Type": "application/json", **headers},
+        method="POST",
+    )
+    context = None if ca is None else ssl.create_default_context(cafile=str(ca))
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_the_ofrep_port_takes_the_same_tls_and_tokens(edge: Edge) -> None:
+    found = re.search(r"OFREP on [^ ]+:(\d+)", edge.startup)
+    assert found, edge.startup
+    port = int(found.group(1))
+    team = {"Authorization": f"Bearer {edge.team_token}"}
+    status, body = _ofrep(port, "checkout-new", team, edge.ca_path)
+    assert (status, body["value"]) == (200, True)
+    status, _ = _ofrep(port, "checkout-new", {"X-API-Key": edge.full_token}, edge.ca_path)
+    assert status == 200
+    assert _ofrep(port, "billing-discount", team, edge.ca_path)[0] == 404  # not its prefix
+    assert _ofrep(port, "checkout-new", {}, edge.ca_path)[0] == 401
+    with pytest.raises(OSError):  # plaintext HTTP to an HTTPS port
+        _ofrep(port, "checkout-new", team, None)
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.2:{edge.management_port}/metrics", timeout=5
+    ).read()
+    assert b'flagedge_auth_failures_total{reason="missing"}' in metrics
+    assert b'flagedge_client_calls_total{client="checkout"}' in metrics
+    assert edge.team_token.encode() not in metrics
 
 
 def test_the_unix_socket_is_plaintext_with_the_files_mode_and_still_wants_a_token(

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import ssl
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -273,3 +274,36 @@ async def test_a_file_at_the_socket_path_is_refused_and_left_alone(tmp_path: Pat
         async with secured(SecurityConfig(), socket_path=str(path)):
             pass
     assert path.read_text() == "precious"
+
+
+@async_test
+async def test_an_http_listeners_ssl_context_follows_rotation_and_asks_for_client_certs(
+    tmp_path: Path,
+) -> None:
+    pki = make_pki(tmp_path)
+    clients = Authority("client CA")
+    security = Security(
+        SecurityConfig(
+            str(pki.cert_path), str(pki.key_path), str(clients.write(tmp_path / "clients.crt"))
+        )
+    )
+    context = security.ssl_context()
+    assert context is not None and context.verify_mode.name == "CERT_REQUIRED"
+    context.verify_mode = ssl.CERT_OPTIONAL  # presented_serial brings no client certificate
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        first = await asyncio.to_thread(presented_serial, port, pki.ca_path)
+        assert first == pki.first.serial
+        second = pki.ca.issue("flagedge edge, rotated")
+        pki.key_path.write_bytes(second.key)
+        pki.cert_path.write_bytes(second.cert)
+        await asyncio.to_thread(security.refresh)
+        assert await asyncio.to_thread(presented_serial, port, pki.ca_path) == second.serial
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -44,7 +44,15 @@ class Serve:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1", *args],
+            [
+                sys.executable,
+                "-m",
+                "flagedge",
+                "serve",
+                "--host=127.0.0.1",
+                "--ofrep-port=0",
+                *args,
+            ],
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
@@ -197,11 +205,23 @@ def test_the_sync_port_defaults_to_flagds_and_resolves_like_any_setting(tmp_path
     assert serve_config("--config", str(toml), env={}).sync_port == 7015
 
 
-def test_a_worker_keeps_its_sync_port_through_the_hand_off() -> None:
-    worker = serve_config(env={}).for_worker(1, 2, "/tmp/x", 3)
-    assert ServeConfig.from_json(worker.to_json()).sync_port == 3
-    off = worker.for_worker(1, 2, "/tmp/x", None)
-    assert ServeConfig.from_json(off.to_json()).sync_port is None
+def test_a_worker_keeps_its_ports_through_the_hand_off() -> None:
+    parent = serve_config("--sync-port", "any", "--ofrep-port", "any", env={})
+    assert parent.ports() == {
+        "port": 8013,
+        "management_port": 8014,
+        "sync_port": 0,
+        "ofrep_port": 0,
+    }
+    worker = parent.for_worker(
+        {"port": 1, "management_port": 2, "sync_port": 3, "ofrep_port": 4}, "/x"
+    )
+    back = ServeConfig.from_json(worker.to_json())
+    assert (back.port, back.management_port, back.sync_port, back.ofrep_port) == (1, 2, 3, 4)
+    off = serve_config("--sync-port", "off", "--ofrep-port", "0", env={})
+    assert "sync_port" not in off.ports() and "ofrep_port" not in off.ports()
+    kept = ServeConfig.from_json(off.for_worker({"port": 1, "management_port": 2}, "/x").to_json())
+    assert kept.sync_port is None and kept.ofrep_port is None
 
 
 @pytest.mark.parametrize(

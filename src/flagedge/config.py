@@ -82,6 +82,20 @@ def _count(text: str) -> int:
     return value
 
 
+def _bytes(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} is not a size in bytes (1 or more)")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if value != value or value < 0 or value == float("inf"):  # NaN, negative or infinite
+        raise ValueError(f"{text!r} is not a rate (0 or more per second)")
+    return value
+
+
 def _text(text: str) -> str:
     return text
 
@@ -343,6 +357,58 @@ SERVE = Group(
     ),
 )
 
+HTTP = Group(
+    "OFREP and Connect over HTTP",
+    "serve",
+    (
+        Option(
+            "ofrep-port",
+            _listener_port,
+            8016,
+            "HTTP port for OFREP (/ofrep/v1/...) and flagd's evaluation service over Connect "
+            "JSON, as flagd's port 8016; 0 or off: none; any: a free port",
+            metavar="PORT",
+        ),
+        Option(
+            "http-max-body",
+            _bytes,
+            1024 * 1024,
+            "largest request body in bytes; larger: 413",
+            metavar="BYTES",
+        ),
+        Option(
+            "http-body-timeout",
+            _seconds,
+            10.0,
+            "seconds a client may take to send a request body; slower: 408",
+            metavar="S",
+        ),
+        Option(
+            "http-max-streams",
+            _count,
+            10_000,
+            "open OFREP event streams (SSE) per process; more: 503 with Retry-After",
+            metavar="N",
+        ),
+        Option(
+            "ofrep-rate",
+            _rate,
+            0.0,
+            "OFREP and Connect calls per second allowed to each token (by name; without an "
+            "auth file, to everyone together); over it: 429 with Retry-After; 0: no limit",
+            metavar="N",
+        ),
+        Option(
+            "ofrep-burst",
+            _count,
+            None,
+            "calls a token may make at once before --ofrep-rate applies",
+            metavar="N",
+            default_text="the rate, at least 1",
+        ),
+    ),
+)
+
 SECURITY = Group(
     "Security",
     "serve, admin (certificate, key, client CA, auth file)",
@@ -551,6 +617,7 @@ ADMIN_CLIENT = Group(
 
 ALL_GROUPS: tuple[Group, ...] = (
     SERVE,
+    HTTP,
     SECURITY,
     EDGE,
     REDIS,

@@ -6,7 +6,8 @@
     every second, and before each scrape:  fold _pending ─► totals {(flag, variant, reason): n}
     handlers ─ timed(method, fn) ───────► LatencyHistogram (one bucket += 1, no lock)
     streams ─ streaming(method, fn) ────► active stream gauge
-    GET /metrics ─► ServerMetrics.exposition() ─► MetricsCollector.collect(), read at scrape time
+    GET /metrics ─► ServerMetrics.negotiated(accept) ─► MetricsCollector.collect(), read at scrape
+                  time, encoded as text or OpenMetrics (prometheus_client's choose_encoder)
 
 Why not prometheus_client's Counter: ``inc()`` takes a lock and needs the label tuple built
 per call. Here an evaluation costs one ``list.append`` of the prebuilt, shared Resolution the
@@ -40,13 +41,14 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 import orjson
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from .engine import BatchResult
@@ -261,6 +263,18 @@ class ServerMetrics:
 
         return call
 
+    def recorder(self, method: str) -> Callable[[float], None]:
+        """Record one call's seconds in ``method``'s histogram, for handlers that time
+        themselves (HTTP handlers whose arguments are not a request and a context)."""
+        histogram = self.latency.setdefault(method, LatencyHistogram())
+        counts = histogram.counts
+
+        def observe(elapsed: float) -> None:
+            counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+            histogram.sum += elapsed
+
+        return observe
+
     def streaming(
         self, method: str, handler: Callable[[Req, Any], AsyncIterator[Resp]]
     ) -> Callable[[Req, Any], AsyncIterator[Resp]]:
@@ -364,8 +378,16 @@ class ServerMetrics:
         return states
 
     def exposition(self) -> bytes:
-        """The Prometheus text format for GET /metrics."""
-        return generate_latest(self.registry)
+        """The Prometheus text format (GET /metrics without an Accept header)."""
+        encode, _ = choose_encoder("")
+        return encode(self.registry)
+
+    def negotiated(self, accept: str) -> tuple[bytes, str]:
+        """GET /metrics: the body and its content type, in the format ``accept`` (the Accept
+        header) asks for. prometheus_client's own negotiation: OpenMetrics when asked for
+        (prometheus_client.openmetrics.exposition), the Prometheus text format otherwise."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
     def close(self) -> None:
         if self._unsubscribe is not None:

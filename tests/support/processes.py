@@ -40,6 +40,7 @@ class ServeProcess:
         # Text logs for the tests that read the sentences; JSON (the default) for the others.
         self.args = [
             *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1", "--sync-port=any"),
+            "--ofrep-port=0",
             *(["--log-format=text"] if text else []),
             *args,
         ]

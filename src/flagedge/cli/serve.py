@@ -11,7 +11,7 @@ from ..serve import ServeConfig, run
 from ..serve.config import WORKER_CONFIG_ENV
 from .common import settings
 
-GROUPS = [config.SERVE, config.SECURITY, config.EDGE, config.REDIS, config.LOGGING]
+GROUPS = [config.SERVE, config.HTTP, config.SECURITY, config.EDGE, config.REDIS, config.LOGGING]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -24,9 +24,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def add_command(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve flags over gRPC (flagedge.v1, flagd evaluation v1/v2 and flagd sync)",
-        description="Serve flags over gRPC, from a file (--flags, default the bundled "
-        "examples) or from the Redis control plane (--redis URL --env NAME).",
+        help="serve flags over gRPC (flagedge.v1, flagd evaluation v1/v2 and flagd sync) and "
+        "HTTP (OFREP)",
+        description="Serve flags over gRPC and OFREP/Connect over HTTP, from a file "
+        "(--flags, default the bundled examples) or from the Redis control plane "
+        "(--redis URL --env NAME).",
     )
     config.add_options(p, GROUPS)
     # Set by the supervisor for its workers.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,11 @@ class SecurityConfig:
         )
 
 
+# The fields that hold a listener's port: the supervisor reserves each for its workers. A new
+# listener adds its field here.
+PORT_FIELDS = ("port", "management_port", "sync_port", "ofrep_port")
+
+
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     flags: str | None
@@ -119,6 +125,13 @@ class ServeConfig:
     stream_deadline: float = 0.0
     restart_backoff: float = 0.5
     event_loop: str = "auto"
+    # OFREP and Connect over HTTP (serve/listeners.py's HttpListener; 0: off)
+    ofrep_port: int | None = 8016  # None: no OFREP listener
+    http_max_body: int = 1024 * 1024
+    http_body_timeout: float = 10.0
+    http_max_streams: int = 10_000
+    ofrep_rate: float = 0.0
+    ofrep_burst: int = 0  # 0: the rate, at least 1
     log_level: str = "info"
     log_format: str = "json"
     redis: RedisSource | None = None
@@ -161,6 +174,12 @@ class ServeConfig:
             stream_deadline=s["stream_deadline"],
             restart_backoff=s["restart_backoff"],
             event_loop=s["event_loop"],
+            ofrep_port=None if s["ofrep_port"] == config.OFF else s["ofrep_port"],
+            http_max_body=s["http_max_body"],
+            http_body_timeout=s["http_body_timeout"],
+            http_max_streams=s["http_max_streams"],
+            ofrep_rate=s["ofrep_rate"],
+            ofrep_burst=s["ofrep_burst"] or 0,
             log_level=s["log_level"],
             log_format=s["log_format"],
             redis=redis,
@@ -179,15 +198,14 @@ class ServeConfig:
         security = SecurityConfig(**raw.pop("security", {}))
         return cls(**raw, redis=None if redis is None else RedisSource(**redis), security=security)
 
-    def for_worker(
-        self, port: int, management_port: int, metrics_dir: str, sync_port: int | None
-    ) -> ServeConfig:
-        return dataclasses.replace(
-            self,
-            port=port,
-            management_port=management_port,
-            sync_port=sync_port,
-            workers=1,
-            worker=True,
-            metrics_dir=metrics_dir,
-        )
+    def ports(self) -> dict[str, int]:
+        """Every port this process listens on, by field (a disabled listener has none)."""
+        return {name: port for name in PORT_FIELDS if (port := getattr(self, name)) is not None}
+
+    def for_worker(self, ports: Mapping[str, int], metrics_dir: str) -> ServeConfig:
+        """The configuration of one worker: the ports the supervisor reserved (a fixed port
+        stays; port 0 became one free port that every worker shares)."""
+        changes: dict[str, Any] = {
+            name: ports.get(name, getattr(self, name)) for name in PORT_FIELDS
+        }
+        return dataclasses.replace(self, **changes, workers=1, worker=True, metrics_dir=metrics_dir)

@@ -13,6 +13,8 @@
     SyncListener         flagd.sync.v1 for in-process providers, health, reflection, on a
                          gRPC server of its own (--sync-port; off: none); the same TLS, and
                          the token check with scope sync
+    HttpListener         OFREP and flagd's evaluation service over Connect JSON, on
+                         --ofrep-port (0: off), with TLS and token checks from Security
 
 Every listener reads the same ServeContext: one SnapshotHolder, one ServerMetrics, the
 Source, the Security (TLS material and token checks: serve/security.py) and a readiness
@@ -28,9 +30,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..auth import Identity, Scope
 from ..metrics import ServerMetrics
+from ..server.caller import counted
+from ..server.http import HttpLimits
 from ..server.management import ManagementServer, start_management
 from ..server.rpc import RunningServer, RunningSyncServer, start_server, start_sync_server
+from ..server.web import RunningHttp, start_http
 from ..snapshot import SnapshotHolder
 from .config import ServeConfig
 from .security import Security
@@ -116,6 +122,7 @@ class ManagementListener:
             reuse_port=context.config.worker,
             details=context.details,
             metrics=context.metrics.exposition,
+            negotiate=context.metrics.negotiated,
         )
         self.port = self.server.port
 
@@ -155,6 +162,49 @@ class SyncListener:
             await self.running.stop(grace)
 
 
+class HttpListener:
+    """OFREP (and Connect) over HTTP: tokens and TLS as every listener takes them."""
+
+    name = "OFREP"
+    early = False
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.running: RunningHttp | None = None
+
+    async def start(self, context: ServeContext) -> None:
+        config = context.config
+        security = context.security
+
+        def authorize(authorization: str | None, api_key: str | None) -> Identity:
+            return security.authorize(Scope.EVALUATE, authorization, api_key)
+
+        self.running = await start_http(
+            context.holder,
+            self.host,
+            self.port,
+            http=HttpLimits(
+                max_body_bytes=config.http_max_body,
+                body_timeout=config.http_body_timeout,
+                max_streams=config.http_max_streams,
+            ),
+            authorize=counted(context.metrics, authorize) if security.checks_tokens else None,
+            rate=config.ofrep_rate,
+            burst=config.ofrep_burst,
+            source=context.source.name,
+            metrics=context.metrics,
+            reuse_port=config.worker,
+            ssl_context=security.ssl_context(),
+            grace=config.grace,
+        )
+        self.port = self.running.port
+
+    async def stop(self, grace: float) -> None:
+        if self.running is not None:
+            await self.running.stop()
+
+
 ListenerFactory = Callable[[ServeConfig], Listener | None]
 
 # In start order among their kind (early ones first, then the rest); None: disabled.
@@ -162,6 +212,7 @@ LISTENERS: list[ListenerFactory] = [
     lambda c: ManagementListener(c.security.management_host or c.host, c.management_port),
     lambda c: GrpcListener(c.host, c.port),
     lambda c: None if c.sync_port is None else SyncListener(c.host, c.sync_port),
+    lambda c: None if c.ofrep_port is None else HttpListener(c.host, c.ofrep_port),
 ]
 
 

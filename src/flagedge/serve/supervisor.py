@@ -61,15 +61,17 @@ def _exit_words(code: int) -> str:
 
 
 def supervise(config: ServeConfig) -> int:
-    port, hold_port = _reserve(config.host, config.port)
+    # Every port on --host, but the management port on --management-host when given.
     management_host = config.security.management_host or config.host
-    management_port, hold_management = _reserve(management_host, config.management_port)
-    sync_port, hold_sync = None, None
-    if config.sync_port is not None:
-        sync_port, hold_sync = _reserve(config.host, config.sync_port)
+    reserved = {
+        name: _reserve(management_host if name == "management_port" else config.host, port)
+        for name, port in config.ports().items()
+    }
+    ports = {name: port for name, (port, _held) in reserved.items()}
+    port = ports["port"]
     # Each worker publishes its metrics here, so that any of them can answer a scrape for all.
     shared = tempfile.mkdtemp(prefix="flagedge-metrics-")
-    worker_config = config.for_worker(port, management_port, shared, sync_port)
+    worker_config = config.for_worker(ports, shared)
     command = [sys.executable, "-m", "flagedge", "serve", "--worker"]
 
     def spawn(slot: int) -> subprocess.Popen[bytes]:
@@ -88,9 +90,7 @@ def supervise(config: ServeConfig) -> int:
         port,
         [w.pid for w in workers],
         workers=[w.pid for w in workers],
-        port=port,
-        management_port=management_port,
-        sync_port=sync_port,
+        **ports,
     )
     stopping = False
     told: set[int] = set()  # pids already sent SIGTERM (a second one cuts a drain short)
@@ -172,7 +172,7 @@ def supervise(config: ServeConfig) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for held in (hold_port, hold_management, hold_sync):
+        for _port, held in reserved.values():
             if held is not None:
                 held.close()
         shutil.rmtree(shared, ignore_errors=True)

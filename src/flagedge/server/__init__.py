@@ -1,4 +1,4 @@
-"""The gRPC servicers and the management HTTP answers, over one SnapshotHolder.
+"""The gRPC servicers and the HTTP front doors, over one SnapshotHolder.
 
     holder (SnapshotHolder) --> start_server (rpc.py) --> RunningServer
                                   |- native.py      flagedge.v1.Evaluation
@@ -8,7 +8,10 @@
                                   '- sync.py        flagd.sync.v1.FlagSyncService, its fan-out
     status.py                     the one mapping from errors to status codes
     selector.py                   the Flagd-Selector header
-    management.py                 /healthz, /readyz, /metrics
+    http.py                       HTTP on aiohttp's low-level server: bind, limits, routes
+      |- management.py            /healthz, /readyz, /metrics
+      '- web.py                   the OFREP port: ofrep.py (OFREP, SSE) and connect.py
+                                  (flagd.py's servicers over Connect JSON)
 
 flagedge/serve/ runs these as listeners of one process; wire.py converts values.
 """

@@ -169,6 +169,26 @@ class Gate:
         return self._open.get(name, 0)
 
 
+def counted(metrics: ServerMetrics, authorize: Callable[..., Identity]) -> Callable[..., Identity]:
+    """``authorize`` with its outcomes counted as the Gate counts them (calls by client name,
+    refusals by reason), for the HTTP listeners, which read their headers themselves."""
+    calls, failures = metrics.client_calls, metrics.auth_failures
+
+    def check(*args: Any) -> Identity:
+        try:
+            identity = authorize(*args)
+        except Unauthenticated as exc:
+            failures[exc.reason] = failures.get(exc.reason, 0) + 1
+            raise
+        except PermissionDenied:
+            failures["scope"] = failures.get("scope", 0) + 1
+            raise
+        calls[identity.name] = calls.get(identity.name, 0) + 1
+        return identity
+
+    return check
+
+
 _WORDS: Final = {
     "missing": "no authorization metadata",
     "malformed": "authorization is not 'Bearer TOKEN'",

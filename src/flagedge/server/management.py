@@ -1,31 +1,44 @@
 """The management HTTP port: ``/healthz`` (the process is up), ``/readyz`` (a snapshot is
 loaded and the gRPC port is serving; with ``details``, also where the state came from, e.g.
-whether a Redis-fed edge serves stale last-known-good state) and ``/metrics`` (Prometheus
-text format, from flagedge/metrics.py, when ``metrics`` is given). A few lines of asyncio
-instead of a web framework: probes and scrapers send one GET and read one answer.
+whether a Redis-fed edge serves stale last-known-good state) and ``/metrics`` (Prometheus,
+from flagedge/metrics.py, when ``metrics`` is given).
+
+GET and HEAD only (HEAD: the same status and headers, no body). /metrics negotiates its
+format with prometheus_client's own encoder: OpenMetrics when the Accept header asks for
+it, the Prometheus text format otherwise. Every answer closes its connection, as probes
+and scrapers expect one answer per connection. Served by server/http.py (aiohttp).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import os
 from collections.abc import Callable, Mapping
 
-_MAX_REQUEST = 8192
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from aiohttp import web
+from aiohttp.web_request import BaseRequest
+
+from flagedge.server.http import HttpLimits, HttpServer, Routes, json_response
+
+# negotiate(Accept header) -> (body, content type): ServerMetrics.negotiated
+Negotiate = Callable[[str], tuple[bytes, str]]
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+# Probes send no body; a small cap keeps a confused client from costing anything.
+_LIMITS = HttpLimits(max_body_bytes=8192, body_timeout=5.0, max_streams=0, keepalive_timeout=5.0)
 
 
 class ManagementServer:
-    def __init__(self, server: asyncio.Server, port: int) -> None:
+    def __init__(self, server: HttpServer) -> None:
         self._server = server
-        self.port = port
+        self.port = server.port
 
     async def close(self) -> None:
-        self._server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 2.0)
+        await self._server.close()
+
+
+def _closing(response: web.StreamResponse) -> web.StreamResponse:
+    response.force_close()
+    return response
 
 
 async def start_management(
@@ -36,58 +49,42 @@ async def start_management(
     reuse_port: bool = False,
     details: Callable[[], Mapping[str, object]] | None = None,
     metrics: Callable[[], bytes] | None = None,
+    negotiate: Negotiate | None = None,
 ) -> ManagementServer:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        content_type = "application/json"
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            if metrics is not None and _path(head) == b"/metrics":
-                status, payload = "200 OK", metrics()
-                content_type = METRICS_CONTENT_TYPE
-            else:
-                status, body = _answer(head[:_MAX_REQUEST], ready, details)
-                payload = json.dumps(body).encode()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            status, payload = "400 Bad Request", json.dumps({"error": "bad request"}).encode()
-        except ConnectionError:
-            writer.close()
-            return
-        writer.write(
-            f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-            + payload
-        )
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
+    """``metrics``: the Prometheus text format; ``negotiate``: every format by the Accept
+    header (it answers /metrics when given)."""
+    routes = Routes()
 
-    server = await asyncio.start_server(handle, host, port, reuse_port=reuse_port or None)
-    bound = server.sockets[0].getsockname()[1]
-    return ManagementServer(server, bound)
+    async def healthz(request: BaseRequest) -> web.StreamResponse:
+        return _closing(json_response(200, {"status": "ok", "pid": os.getpid()}))
 
-
-def _path(head: bytes) -> bytes | None:
-    """The path of a GET or HEAD request line, without its query."""
-    parts = head.split(b"\r\n", 1)[0].split()
-    if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
-        return None
-    return parts[1].split(b"?", 1)[0]
-
-
-def _answer(
-    head: bytes,
-    ready: Callable[[], bool],
-    details: Callable[[], Mapping[str, object]] | None = None,
-) -> tuple[str, dict[str, object]]:
-    parts = head.split(b"\r\n", 1)[0].split()
-    if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
-        return "405 Method Not Allowed", {"error": "only GET is served"}
-    path = parts[1].split(b"?", 1)[0]
-    if path == b"/healthz":
-        return "200 OK", {"status": "ok", "pid": os.getpid()}
-    if path == b"/readyz":
+    async def readyz(request: BaseRequest) -> web.StreamResponse:
         extra = {} if details is None else dict(details())
         if ready():
-            return "200 OK", {"status": "ready", "pid": os.getpid(), **extra}
-        return "503 Service Unavailable", {"status": "not ready", "pid": os.getpid(), **extra}
-    return "404 Not Found", {"error": "not found"}
+            return _closing(json_response(200, {"status": "ready", "pid": os.getpid(), **extra}))
+        body = {"status": "not ready", "pid": os.getpid(), **extra}
+        return _closing(json_response(503, body))
+
+    routes.add("GET", "/healthz", healthz)
+    routes.add("GET", "/readyz", readyz)
+    if metrics is not None or negotiate is not None:
+        text = metrics
+
+        async def scrape(request: BaseRequest) -> web.StreamResponse:
+            if negotiate is not None:
+                body, content_type = negotiate(request.headers.get("Accept", ""))
+            else:
+                assert text is not None
+                body, content_type = text(), TEXT_FORMAT
+            return _closing(web.Response(body=body, headers={"Content-Type": content_type}))
+
+        routes.add("GET", "/metrics", scrape)
+
+    def miss(request: BaseRequest, status: int) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):  # as before aiohttp: the method first
+            return _closing(json_response(405, {"error": "only GET is served"}))
+        return _closing(json_response(status, {"error": "not found"}))
+
+    server = HttpServer(routes, _LIMITS, miss=miss, grace=1.0)
+    await server.start(host, port, reuse_port=reuse_port)
+    return ManagementServer(server)
