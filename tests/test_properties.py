@@ -112,6 +112,8 @@ HOSTILE = [
     "x" * 5000,
 ]
 hostile = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=12))
+# Definitions refuse text UTF-8 cannot carry (a lone surrogate); contexts may still hold it.
+storable = hostile.filter(lambda t: not any("\ud800" <= c <= "\udfff" for c in t))
 json_scalar = st.one_of(
     st.none(),
     st.booleans(),
@@ -280,7 +282,7 @@ def test_refusal_is_located() -> None:
 
 # -- (c) hostile text is data -----------------------------------------------------------------
 
-hostile_nonempty = hostile.filter(bool)
+hostile_nonempty = storable.filter(bool)
 
 
 def _two_variants(hit: str, miss: str) -> dict[str, str]:
@@ -288,7 +290,7 @@ def _two_variants(hit: str, miss: str) -> dict[str, str]:
 
 
 @FAST
-@given(key=hostile_nonempty, s=hostile, x=hostile, hit=hostile_nonempty, miss=hostile_nonempty)
+@given(key=hostile_nonempty, s=storable, x=hostile, hit=hostile_nonempty, miss=hostile_nonempty)
 def test_hostile_equality_constant_matches_exactly(
     key: str, s: str, x: str, hit: str, miss: str
 ) -> None:
