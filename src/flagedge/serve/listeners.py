@@ -67,6 +67,7 @@ class GrpcListener:
             server_id=context.server_id,
             metrics=context.metrics,
             stream_deadline=config.stream_deadline,
+            limits=config.limits,
         )
         self.port = self.running.port
 

@@ -54,8 +54,10 @@ class RunningServer:
         health_servicer: Any,
         server_id: str,
         metrics: ServerMetrics | None = None,
+        guard: status.Guard | None = None,
     ) -> None:
         self.metrics = metrics or ServerMetrics()
+        self.guard = guard or status.Guard(Limits().max_streams)  # open streams, limit lines
         self.server = server
         self.port = port
         self.hub = hub
@@ -88,25 +90,27 @@ def _handlers(
     bidi: dict[str, tuple[Callable[..., Any], Any, Any]],
     max_bytes: int,
     metrics: ServerMetrics,
+    guard: status.Guard,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for name, (fn, req, resp) in unary.items():
+        method = f"{service}/{name}"
         methods[name] = grpc.unary_unary_rpc_method_handler(
-            status.unary(metrics.timed(f"{service}/{name}", fn)),
+            status.unary(metrics.timed(method, fn), method, guard),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
         )
     for name, (fn, req, resp) in server_streams.items():
+        method = f"{service}/{name}"
         methods[name] = grpc.unary_stream_rpc_method_handler(
-            metrics.streaming(f"{service}/{name}", status.server_stream(fn)),
+            metrics.streaming(method, status.server_stream(fn, method, guard)),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
         )
     for name, (fn, req, resp) in bidi.items():
+        method = f"{service}/{name}"
         methods[name] = grpc.stream_stream_rpc_method_handler(
-            metrics.streaming(
-                f"{service}/{name}", status.bidi_stream(metrics.timed(f"{service}/{name}", fn))
-            ),
+            metrics.streaming(method, status.bidi_stream(metrics.timed(method, fn), method, guard)),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=resp.SerializeToString,
         )
@@ -119,6 +123,7 @@ def _flagd_handlers(
     module: Any,
     max_bytes: int,
     metrics: ServerMetrics,
+    guard: status.Guard,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     unary = {
         f"Resolve{kind}": (
@@ -130,10 +135,10 @@ def _flagd_handlers(
     }
     if isinstance(servicer, FlagdV1Servicer):
         unary["ResolveAll"] = (servicer.ResolveAll, v1.ResolveAllRequest, v1.ResolveAllResponse)
-    streams = {
+    events = {
         "EventStream": (servicer.EventStream, module.EventStreamRequest, module.EventStreamResponse)
     }
-    return _handlers(service, unary, streams, {}, max_bytes, metrics)
+    return _handlers(service, unary, events, {}, max_bytes, metrics, guard)
 
 
 async def start_server(
@@ -159,20 +164,17 @@ async def start_server(
     opened, with DEADLINE_EXCEEDED, as flagd's ``--stream-deadline`` does.
     ``metrics`` (flagedge/metrics.py) counts evaluations, call times and open streams; one is
     made when none is given. It is folded every second while the server runs.
+    ``limits`` (wire.Limits) bounds requests, streams and connections.
     """
     limits = limits or Limits()
     server_id = server_id or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
     loop = asyncio.get_running_loop()
     hub = ChangeHub(holder, loop)
-    transport = limits.transport_limit()
     server = grpc.aio.server(
-        options=[
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ("grpc.max_receive_message_length", transport),
-            ("grpc.max_send_message_length", transport),
-        ]
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0), *limits.grpc_options()]
     )
     max_bytes = limits.max_message_bytes
+    guard = status.Guard(limits.max_streams)
 
     metrics = metrics or ServerMetrics()
     metrics.bind(holder)
@@ -216,9 +218,10 @@ async def start_server(
                 },
                 max_bytes,
                 metrics,
+                guard,
             ),
-            _flagd_handlers(FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes, metrics),
-            _flagd_handlers(FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes, metrics),
+            _flagd_handlers(FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes, metrics, guard),
+            _flagd_handlers(FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes, metrics, guard),
         ]
     )
 
@@ -238,7 +241,7 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     metrics.start()
-    return RunningServer(server, bound, hub, health_servicer, server_id, metrics)
+    return RunningServer(server, bound, hub, health_servicer, server_id, metrics, guard)
 
 
 def _bracket(host: str) -> str:

@@ -7,7 +7,12 @@ exception into a status:
     FlagdError(ErrorCode)          the flagd table below (docs/flagd-compat.md section 1.6)
     DeadlineExpired                DEADLINE_EXCEEDED
     NotReady                       UNAVAILABLE (no snapshot loaded yet)
+    Overloaded                     RESOURCE_EXHAUSTED (max-streams open; unary calls go on)
     anything else                  INTERNAL, logged with its traceback
+
+A refusal by a limit (LimitExceeded, Overloaded) is logged as one ``limit`` line, at most
+one per limit every 10 s per server (Guard.lines, a logs.Throttle), so that abuse cannot
+flood the log.
 
 The flagd message texts are flagd's ``model.ReadableErrorMessage`` strings, matched exactly
 because clients and conformance suites compare them.
@@ -19,8 +24,9 @@ wrappers turn that marker into INVALID_ARGUMENT like any other bad request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
@@ -28,7 +34,15 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from flagedge.errors import DeadlineExpired, FlagdError, NotReady, RequestError
+from flagedge.errors import (
+    DeadlineExpired,
+    FlagdError,
+    LimitExceeded,
+    NotReady,
+    Overloaded,
+    RequestError,
+)
+from flagedge.logs import Throttle, event
 from flagedge.model import ErrorCode
 from flagedge.snapshot import Snapshot, SnapshotHolder
 
@@ -72,6 +86,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before evaluation"
     if isinstance(exc, NotReady):
         return grpc.StatusCode.UNAVAILABLE, "no flag definitions loaded yet"
+    if isinstance(exc, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     return grpc.StatusCode.INTERNAL, "internal error"
 
 
@@ -80,6 +96,30 @@ class Rejected:
     """What :func:`deserializer` yields for bytes it will not hand to a servicer."""
 
     message: str
+    limit: str | None = None  # the setting it breaks, for an oversized message
+
+
+class Guard:
+    """One server's open streaming calls, against ``max_streams``, and the throttle on its
+    ``limit`` log lines. Streams run on the server's one event loop: a plain counter."""
+
+    def __init__(self, max_streams: int, *, log_interval: float = 10.0) -> None:
+        self.limit = max_streams
+        self.open = 0
+        self.lines = Throttle(log_interval)
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        if self.open >= self.limit:
+            raise Overloaded(
+                f"{self.open} streaming calls are open, the server's limit; try again later",
+                "max-streams",
+            )
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1
 
 
 class _Parser(Protocol[Parsed]):
@@ -98,7 +138,8 @@ def deserializer(message_type: _Parser[Req], max_bytes: int) -> Callable[[bytes]
     def parse(data: bytes) -> Req | Rejected:
         if len(data) > max_bytes:
             return Rejected(
-                f"request message is {len(data)} bytes, over the limit of {max_bytes} bytes"
+                f"request message is {len(data)} bytes, over the limit of {max_bytes} bytes",
+                "max-message-bytes",
             )
         try:
             return message_type.FromString(data)
@@ -110,19 +151,48 @@ def deserializer(message_type: _Parser[Req], max_bytes: int) -> Callable[[bytes]
 
 def _accept(request: Req | Rejected) -> Req:
     if isinstance(request, Rejected):
+        if request.limit is not None:
+            raise LimitExceeded(request.message, request.limit)
         raise RequestError(request.message)
     return request
 
 
-async def _abort(context: Context, exc: BaseException) -> None:
+def _peer(context: Context) -> str:
+    try:
+        return str(context.peer())
+    except Exception:  # a call already torn down
+        return ""
+
+
+async def _abort(
+    context: Context, exc: BaseException, method: str = "", guard: Guard | None = None
+) -> None:
     code, message = status_for(exc)
     if code is grpc.StatusCode.INTERNAL:
         log.exception("unexpected error while serving a call", exc_info=exc)
+    elif isinstance(exc, LimitExceeded | Overloaded) and guard is not None:
+        left_out = guard.lines.allow(exc.limit)
+        if left_out is not None:
+            event(
+                log,
+                logging.WARNING,
+                "limit",
+                "refused %s (%s): %s%s",
+                method or "a call",
+                exc.limit,
+                message,
+                f" ({left_out} more refused by this limit since the last line)" if left_out else "",
+                limit=exc.limit,
+                method=method,
+                peer=_peer(context),
+                status=code.name,
+                left_out=left_out,
+            )
     await context.abort(code, message)
 
 
 def unary(
-    handler: Callable[[Req, Context], Resp],
+    handler: Callable[[Req, Context], Resp], method: str = "", guard: Guard | None = None
 ) -> Callable[[Req | Rejected, Context], Awaitable[Resp]]:
     """Wrap a synchronous unary handler: evaluation is CPU work with nothing to await, and an
     ``async def`` wrapper keeps grpc.aio from sending it to a thread pool."""
@@ -131,27 +201,39 @@ def unary(
         try:
             return handler(_accept(request), context)
         except Exception as exc:
-            await _abort(context, exc)
+            await _abort(context, exc, method, guard)
             raise  # unreachable: abort raises
 
     return call
 
 
+def _admitted(guard: Guard | None) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext() if guard is None else guard.admit()
+
+
 def server_stream(
     handler: Callable[[Req, Context], AsyncIterator[Resp]],
+    method: str = "",
+    guard: Guard | None = None,
 ) -> Callable[[Req | Rejected, Context], AsyncIterator[Resp]]:
+    """Wrap a server-streaming handler; with a ``guard``, a call past max-streams is refused
+    (RESOURCE_EXHAUSTED) before the handler starts."""
+
     async def call(request: Req | Rejected, context: Context) -> AsyncIterator[Resp]:
         try:
-            async for item in handler(_accept(request), context):
-                yield item
+            with _admitted(guard):
+                async for item in handler(_accept(request), context):
+                    yield item
         except Exception as exc:
-            await _abort(context, exc)
+            await _abort(context, exc, method, guard)
 
     return call
 
 
 def bidi_stream(
     handler: Callable[[Req, Context], Resp],
+    method: str = "",
+    guard: Guard | None = None,
 ) -> Callable[[AsyncIterator[Req | Rejected], Context], AsyncIterator[Resp]]:
     """One response per request message; the first bad message ends the call."""
 
@@ -159,9 +241,10 @@ def bidi_stream(
         requests: AsyncIterator[Req | Rejected], context: Context
     ) -> AsyncIterator[Resp]:
         try:
-            async for request in requests:
-                yield handler(_accept(request), context)
+            with _admitted(guard):
+                async for request in requests:
+                    yield handler(_accept(request), context)
         except Exception as exc:
-            await _abort(context, exc)
+            await _abort(context, exc, method, guard)
 
     return call
