@@ -2,8 +2,10 @@
 store/writes.py, the one write path) and get, status, audit (reads).
 
 Every command takes the Redis connection settings (config.REDIS) and --json; the writes
-also take --actor (config.WRITES) and --wait/--timeout. Exit codes are errors.ExitCode:
-1 not converged in time (or the version kept moving), 2 invalid input, 3 Redis unreachable.
+also take --actor (config.WRITES), the definition limits they validate with
+(config.DEFINITION_LIMITS) and --wait/--timeout. Exit codes are errors.ExitCode: 1 not
+converged in time (or the version kept moving, or no edge reports at all), 2 invalid input,
+3 Redis unreachable.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import socket
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,14 +22,14 @@ from typing import Any
 import orjson
 
 from .. import config
+from ..definitions import DefinitionLimits
 from ..errors import ConfigError, ExitCode
 from ..store import writes
 from ..store.file import load_document
-from ..store.plane import WriteResult
 from ..store.redis import RedisAdmin, parse_target
 from .common import out, settings
 
-Outcome = tuple[writes.Plan, WriteResult] | None
+Outcome = writes.Done | None
 
 
 def default_actor() -> str:
@@ -39,14 +42,17 @@ def default_actor() -> str:
 
 def connect(resolved: config.Settings) -> tuple[RedisAdmin, str]:
     """The admin connection and environment the settings name; ConfigError if they do not."""
-    if not resolved["redis"] and not resolved["sentinel"]:
-        raise ConfigError("no Redis given: --redis URL or FLAGEDGE_REDIS_URL")
+    url = config.redis_url(resolved)
+    if not url and not resolved["sentinel"]:
+        raise ConfigError(
+            "no Redis given: FLAGEDGE_REDIS_URL, --redis-url-file FILE or --redis URL"
+        )
     env = resolved["env"]
     if not env:
         raise ConfigError("no environment given: --env NAME or FLAGEDGE_ENV")
     try:
         target = parse_target(
-            resolved["redis"] or "",
+            url or "",
             resolved["sentinel"],
             resolved["sentinel_master"],
             sentinel_password=resolved["sentinel_password"],
@@ -60,12 +66,16 @@ def _actor(args: argparse.Namespace) -> str:
     return str(settings(args, [config.WRITES])["actor"] or default_actor())
 
 
+def _limits(args: argparse.Namespace) -> DefinitionLimits:
+    return config.definition_limits(settings(args, [config.DEFINITION_LIMITS]))
+
+
 def _report(args: argparse.Namespace, admin: RedisAdmin, env: str, done: Outcome, noop: str) -> int:
     """Print what a write did (and, with --wait, each edge applying it)."""
     if done is None:
         out(args, {"ok": True, "changed": False, "message": noop}, noop)
         return ExitCode.OK
-    plan, result = done
+    plan, result = done.plan, done.result
     body: dict[str, Any] = {
         "ok": True,
         "changed": True,
@@ -77,8 +87,13 @@ def _report(args: argparse.Namespace, admin: RedisAdmin, env: str, done: Outcome
     }
     text = f"{plan.summary} in env {env!r}: version {result.version}"
     code = ExitCode.OK
+    if done.ignored:
+        note = writes.ignored_note(done.ignored, plan.write.expected)
+        body["ignored_edges"] = [{"id": e.id, "version": e.version} for e in done.ignored]
+        print(f"flagedge: warning: {note}", file=sys.stderr)
     if args.wait:
         converged, edges = writes.wait_edges(admin, result.version, args.timeout)
+        current = admin.version()
         written = result.ts_ms / 1000
         body["converged"] = converged
         body["edges"] = [
@@ -86,23 +101,29 @@ def _report(args: argparse.Namespace, admin: RedisAdmin, env: str, done: Outcome
                 "id": e.id,
                 "version": e.version,
                 "applied_ms": round((e.applied_at - written) * 1000, 3)
-                if e.version >= result.version
+                if writes.applied(e, result.version, current)
                 else None,
             }
             for e in edges
         ]
         lines = [text]
         for e in edges:
-            if e.version >= result.version:
+            if writes.applied(e, result.version, current):
                 took = (e.applied_at - written) * 1000
                 later = "" if e.version == result.version else f" (now at {e.version})"
                 lines.append(f"  {e.id}: applied in {took:.1f} ms{later}")
+            elif e.version > current:
+                lines.append(
+                    f"  {e.id}: NOT applied: reports version {e.version}, which Redis "
+                    f"(at {current}) never held"
+                )
             else:
                 lines.append(f"  {e.id}: still at version {e.version}")
         if not edges:
-            lines.append("  (no live edges)")
+            lines.append(f"  no edge reports for env {env!r}: nothing applied it")
         if not converged:
-            lines.append(f"not every edge applied it within {args.timeout:g} s")
+            if edges:
+                lines.append(f"not every edge applied it within {args.timeout:g} s")
             code = ExitCode.FAILED
         text = "\n".join(lines)
     out(args, body, text)
@@ -110,24 +131,30 @@ def _report(args: argparse.Namespace, admin: RedisAdmin, env: str, done: Outcome
 
 
 def cmd_push(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
+    limits = _limits(args)
     done = writes.push(
-        admin, load_document(args.file), _actor(args), force=args.force, source=str(args.file)
+        admin,
+        load_document(args.file, limits.max_bytes),
+        _actor(args),
+        force=args.force,
+        source=str(args.file),
+        limits=limits,
     )
     return _report(args, admin, env, done, "definitions unchanged; nothing written")
 
 
 def cmd_kill(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    done = writes.kill(admin, args.flag, args.variant, _actor(args))
+    done = writes.kill(admin, args.flag, args.variant, _actor(args), _limits(args))
     return _report(args, admin, env, done, "")
 
 
 def cmd_restore(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    done = writes.restore(admin, args.flag, _actor(args))
+    done = writes.restore(admin, args.flag, _actor(args), _limits(args))
     return _report(args, admin, env, done, f"{args.flag} has no override; nothing to restore")
 
 
 def cmd_rollout(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
-    done = writes.rollout(admin, args.flag, args.percent, args.variant, _actor(args))
+    done = writes.rollout(admin, args.flag, args.percent, args.variant, _actor(args), _limits(args))
     return _report(args, admin, env, done, "")
 
 
@@ -170,14 +197,17 @@ def cmd_status(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
     while True:
         version = admin.version()
         rows = writes.edge_rows(version, admin.edges())
-        converged = all(r["converged"] for r in rows)
+        # No edge reporting is no convergence (a typo in --env looks just like it).
+        converged = bool(rows) and all(r["converged"] for r in rows)
         if converged or not args.wait or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
-    lines = [
-        f"env {env!r}: Redis at version {version}, {len(rows)} live edge(s), "
-        + ("all converged" if converged else "NOT converged")
-    ]
+    if rows:
+        verdict = "all converged" if converged else "NOT converged"
+        head = f"env {env!r}: Redis at version {version}, {len(rows)} live edge(s), {verdict}"
+    else:
+        head = f"env {env!r}: Redis at version {version}; no edge reports for env {env!r}"
+    lines = [head]
     for r in rows:
         state = (
             "converged"
@@ -238,7 +268,7 @@ def _percent(text: str) -> float:
 def add_commands(sub: Any) -> None:
     """Add the control-plane commands to the ``flagedge`` subparsers."""
     reads = [config.REDIS]
-    writes_ = [config.REDIS, config.WRITES]
+    writes_ = [config.REDIS, config.WRITES, config.DEFINITION_LIMITS]
 
     def command(
         name: str, help: str, fn: Command, groups: list[config.Group]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
+from ..definitions import DefinitionLimits
 from ..errors import DefinitionError, ExitCode, Refusal
 from ..lifecycle import Usage, find_stale, usage_note, window_days
 from ..snapshot import Snapshot
@@ -18,9 +19,9 @@ from .common import out, settings
 from .control import connect
 
 
-def _from_file(path: Path) -> Snapshot:
+def _from_file(path: Path, limits: DefinitionLimits) -> Snapshot:
     try:
-        return Snapshot.build(load_document(path))
+        return Snapshot.build(load_document(path, limits.max_bytes), limits=limits)
     except DefinitionError as exc:
         raise Refusal(f"{path} is invalid", problems=exc.problems) from None
 
@@ -33,7 +34,7 @@ def _from_redis(resolved: config.Settings, today: date, days: int) -> tuple[Snap
     finally:
         admin.close()
     try:
-        snap = build_snapshot(raw)
+        snap = build_snapshot(raw, limits=config.definition_limits(resolved))
     except DefinitionError as exc:
         raise Refusal("the definitions in Redis are unusable", problems=exc.problems) from None
     return snap, Usage.from_store(counts, since)
@@ -49,15 +50,15 @@ def _today(text: str | None) -> date:
 
 
 def cmd_stale(args: argparse.Namespace) -> int:
-    resolved = settings(args, [config.REDIS])
+    resolved = settings(args, [config.REDIS, config.DEFINITION_LIMITS])
     today = _today(args.today)
     days = args.days
     if not 1 <= days <= USAGE_RETENTION_DAYS:
         raise Refusal(f"--days must be 1 to {USAGE_RETENTION_DAYS} (usage is kept that long)")
     usage: Usage | None = None
     if args.flags is not None:
-        snap, source = _from_file(args.flags), str(args.flags)
-    elif resolved["redis"] or resolved["sentinel"]:
+        snap, source = _from_file(args.flags, config.definition_limits(resolved)), str(args.flags)
+    elif config.redis_url(resolved) or resolved["sentinel"]:
         snap, usage = _from_redis(resolved, today, days)
         source = f"env {resolved['env']!r}"
     else:
@@ -92,7 +93,7 @@ def add_command(sub: Any) -> None:
         help="list removal candidates: expired toggles, unused flags, flags stuck on a variant",
     )
     p.add_argument("--flags", type=Path, metavar="FILE", help="definitions file (age rules only)")
-    config.add_options(p, [config.REDIS])
+    config.add_options(p, [config.REDIS, config.DEFINITION_LIMITS])
     p.add_argument(
         "--days",
         type=int,
