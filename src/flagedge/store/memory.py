@@ -125,9 +125,9 @@ class MemoryPlane:
         self._check()
         return self.version_
 
-    async def read_change(self, key: str) -> ChangeCheck:
+    async def read_change(self) -> ChangeCheck:
         self._check()
-        return ChangeCheck(self.version_, self.change, self.overrides.get(key))
+        return ChangeCheck(self.version_, self.change)
 
     async def heartbeat(self, beat: Heartbeat) -> None:
         self._check()

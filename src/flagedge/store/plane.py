@@ -18,9 +18,10 @@ A write is one atomic step (store/redis.py runs it as one Lua script): check tha
 version is still the one the writer validated against, bump it, change the state, append to
 the audit stream, record and publish the message. Messages are hints (Redis pub/sub is at
 most once, and anyone allowed to PUBLISH can send one); the truth is the state and its
-version. An edge applies an override message only after reading, in one MULTI, the version,
-the last change record and that flag's override, and only the override it read, when the
-record says that this very write made this version; otherwise it reloads the full state.
+version. An edge applies an override message only after reading, in one atomic MGET, the
+version and the change record, when the record says that this very write made this version
+by changing that flag, and then applies the override the record holds (the one the write
+stored in ``overrides``), never the message's; otherwise it reloads the full state.
 
 Decoding is pure and never trusts Redis: anything malformed becomes a DefinitionError whose
 problems name the key and the JSON path, so an edge can log it and keep serving.
@@ -146,25 +147,28 @@ def parse_version(raw: Any, where: str = "version") -> int:
 
 @dataclass(frozen=True, slots=True)
 class ChangeCheck:
-    """What an edge reads, in one MULTI, before it trusts an override message: Redis's
-    version, the message the last write published, and the flag's override now."""
+    """What an edge reads, in one atomic command, before it trusts an override message:
+    Redis's version and the change record, which the write script sets together with the
+    override it describes."""
 
     version: int
     record: bytes | None
-    override: bytes | None
 
-    def confirms(self, message: ChangeMessage) -> bool:
-        """True when the last write made exactly ``message``'s version by changing exactly
-        ``message``'s flag: then the override read is that write's, and nothing else moved."""
+    def confirmed(self, message: ChangeMessage) -> ChangeMessage | None:
+        """The change Redis recorded, when the last write made exactly ``message``'s version
+        by changing exactly ``message``'s flag (nothing else moved since); else None. Its
+        override is the one that write stored, whatever the message claims."""
         if self.version != message.version or self.record is None:
-            return False
+            return None
         recorded = decode_message(self.record)
-        return (
-            recorded is not None
-            and recorded.version == message.version
-            and recorded.kind is message.kind
-            and recorded.key == message.key
-        )
+        if (
+            recorded is None
+            or recorded.version != message.version
+            or recorded.kind is not message.kind
+            or recorded.key != message.key
+        ):
+            return None
+        return recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,8 +424,8 @@ class Plane(Protocol):
     async def version(self) -> int:
         """Redis's version; DefinitionError when the key holds something else."""
 
-    async def read_change(self, key: str) -> ChangeCheck:
-        """Version, last change record and ``key``'s override, read atomically."""
+    async def read_change(self) -> ChangeCheck:
+        """Version and the last change record, read atomically (one MGET)."""
 
     async def heartbeat(self, beat: Heartbeat) -> None:
         """Refresh this edge's heartbeat key (it expires after HEARTBEAT_TTL_MS)."""

@@ -392,25 +392,21 @@ class RedisPlane:
             raise
         return parse_version(raw)
 
-    async def read_change(self, key: str) -> ChangeCheck:
+    async def read_change(self) -> ChangeCheck:
+        # One MGET: atomic, and the cheapest read that can confirm a message (the fast
+        # path pays for it on every flip).
         keys = self.keys
-
-        async def read() -> list[Any]:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.get(keys.version)
-                pipe.get(keys.change)
-                pipe.hget(keys.overrides, key)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
-                return replies
-
-        version, record, override = await self._call(read)
-        if isinstance(record, ResponseError) or isinstance(override, ResponseError):
-            record = override = None  # the full load that follows reports the key
         try:
-            number = 0 if isinstance(version, ResponseError) else parse_version(version)
+            version, record = await self._call(lambda: self._client.mget(keys.version, keys.change))
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, ResponseError):  # a key of the wrong type: unconfirmed
+                return ChangeCheck(0, None)
+            raise
+        try:
+            number = parse_version(version)
         except DefinitionError:
-            number = 0  # likewise
-        return ChangeCheck(number, record, override)
+            number = 0  # unconfirmed; the reload that follows reports the key
+        return ChangeCheck(number, record)
 
     async def heartbeat(self, beat: Heartbeat) -> None:
         key, value = self.keys.edge(beat.id), beat.to_json()

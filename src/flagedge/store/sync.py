@@ -63,7 +63,7 @@ from .plane import (
     Subscription,
     build_snapshot,
     decode_message,
-    decode_override,
+    encode_override,
 )
 
 log = logging.getLogger("flagedge.sync")
@@ -386,32 +386,29 @@ class EdgeSync:
     async def _apply_override(
         self, message: ChangeMessage, current: Snapshot, raw: RawState
     ) -> bool:
-        """Apply an override message's change as Redis holds it, when Redis confirms that the
-        last write made exactly this version by changing exactly this flag (one MULTI). The
-        override applied is the one read, never the one the message carries."""
+        """Apply an override message's change as Redis recorded it, when Redis confirms that
+        the last write made exactly this version by changing exactly this flag (one MGET of
+        the version and the change record). The override applied is the one the write
+        stored, never the one the message carries."""
         assert message.key is not None
-        check = await self.plane.read_change(message.key)
-        if not check.confirms(message) or self.holder.current is not current:
+        check = await self.plane.read_change()
+        recorded = check.confirmed(message)
+        if recorded is None or self.holder.current is not current:
             return False
         try:
-            override = (
-                None
-                if check.override is None
-                else decode_override(check.override, f"overrides.{message.key}")
-            )
             start = time.perf_counter()
-            snap = current.with_overrides({message.key: override}, message.version)
+            snap = current.with_overrides({message.key: recorded.override}, message.version)
             self.compile_seconds = time.perf_counter() - start
         except DefinitionError:
             return False  # the reload reports why
         self.redis_version = max(self.redis_version, check.version)
         overrides = dict(raw.overrides)
-        if check.override is None:
+        if recorded.override is None:
             overrides.pop(message.key, None)
         else:
-            overrides[message.key] = check.override
+            overrides[message.key] = encode_override(recorded.override)
         state = RawState(message.version, raw.definitions, MappingProxyType(overrides))
-        self._install(snap, state, "redis", message.key, override is not None)
+        self._install(snap, state, "redis", message.key, recorded.override is not None)
         return True
 
     def _note_behind(self, version: int) -> None:
