@@ -248,8 +248,7 @@ def test_thousands_of_streams_are_bounded_and_unary_calls_go_on(
     server, _ = served
 
     async def storm() -> tuple[int, int]:
-        # Twelve connections (a local subchannel pool: by default channels share one), each
-        # under the server's 100 streams per connection.
+        # Twelve connections (a local subchannel pool: by default channels share one).
         channels = [
             grpc.aio.insecure_channel(
                 f"127.0.0.1:{server.port}", options=[("grpc.use_local_subchannel_pool", 1)]

@@ -381,8 +381,9 @@ LIMITS = Group(
         Option(
             "max-streams-per-connection",
             _count,
-            100,
-            "calls in flight on one HTTP/2 connection (a client queues the rest)",
+            1000,
+            "calls in flight on one HTTP/2 connection (a gRPC client queues the rest; a "
+            "client that ignores the limit has the excess refused)",
             metavar="N",
         ),
         Option(

@@ -48,7 +48,7 @@ class Limits:
     max_context_keys: int = 1_000
     max_keys: int = 10_000  # keys one EvaluateAll, EvaluateBatch or Watch may name
     max_streams: int = 10_000  # open streaming calls in this process
-    max_streams_per_connection: int = 100
+    max_streams_per_connection: int = 1_000
     max_connection_idle: float = 300.0  # seconds; 0: for ever
     keepalive_time: float = 60.0  # seconds of quiet before the server pings; 0: never
     min_ping_interval: float = 10.0
