@@ -24,6 +24,7 @@ from flagedge.snapshot import SnapshotHolder
 from flagedge.store.lkg import write_lkg
 from flagedge.store.memory import MemoryPlane
 from flagedge.store.plane import MAX_VERSION, ChangeKind, ChangeMessage, Keys, RawState, Write
+from flagedge.store.redis import redact
 
 ENV = "hostile"
 KEYS = Keys(ENV)
@@ -80,6 +81,8 @@ def test_a_heartbeat_claiming_version_2_53_cannot_lift_every_later_write(
     # The forged edge did not apply those writes: not converged, whatever it claims.
     code, out, _ = ctl(redis_server, "status", "--json")
     assert code == 1 and json.loads(out)["converged"] is False
+    code, out, _ = ctl(redis_server, "status")
+    assert "forged: version 9007199254740992, far beyond any version Redis held" in out
     code, out, _ = ctl(redis_server, "restore", "a", "--wait", "--timeout", "1")
     assert code == 1 and "NOT applied: reports version 9007199254740992" in out
 
@@ -302,6 +305,21 @@ def test_a_malformed_redis_url_is_refused_without_its_password(url: str) -> None
     code, out, err = flagctl("status", "--redis", url, "--env", ENV)
     assert code == 2 and "bad Redis address" in err
     assert "s3cret" not in out + err and "***@" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://admin:s3cret@host:6379/0", "redis://***@host:6379/0"),
+        ("rediss://:s3cret@host", "rediss://***@host"),
+        ("redis+sentinel://u:s3cret@a:1,b:2/main", "redis+sentinel://***@a:1,b:2/main"),
+        ("redis://host:6379?password=s3cret", "redis://host:6379?***"),
+        ("admin:s3cret@host", "***@host"),
+        ("redis://host:6379", "redis://host:6379"),
+    ],
+)
+def test_an_address_is_shown_without_its_credentials(url: str, shown: str) -> None:
+    assert redact(url) == shown
 
 
 def test_serve_refuses_a_malformed_url_from_a_file_without_its_password(tmp_path: Path) -> None:

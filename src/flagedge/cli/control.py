@@ -212,6 +212,8 @@ def cmd_status(args: argparse.Namespace, admin: RedisAdmin, env: str) -> int:
         state = (
             "converged"
             if r["converged"]
+            else "far beyond any version Redis held (writes do not believe it)"
+            if r["beyond_reason"]
             else "ahead of Redis (Redis lost state: push to re-seed)"
             if r["ahead_of_redis"]
             else f"{r['behind']} behind"

@@ -420,6 +420,8 @@ def edge_rows(version: int, edges: Sequence[Heartbeat]) -> list[dict[str, Any]]:
             "behind": max(0, version - e.version),
             "converged": e.version == version,
             "ahead_of_redis": e.version > version,
+            # more than a write could move Redis's version back by: not a lost write
+            "beyond_reason": e.version > version + MAX_FLOOR_GAP,
             "stale": e.stale,
             "error": e.error,
             "applied_at": e.applied_at,
