@@ -381,3 +381,33 @@ def test_a_definitions_file_over_the_size_limit_is_refused_unread(tmp_path: Path
     endless = capped("validate", "/dev/zero", timeout=30)
     assert endless.returncode == 1
     assert "more than the limit of 16777216 bytes" in endless.stdout
+
+
+def nots(count: int, inner: Any = True) -> Any:
+    for _ in range(count):
+        inner = {"!": inner}
+    return inner
+
+
+def test_a_rule_as_deep_as_the_limit_loads_and_one_level_more_is_refused_with_its_path() -> None:
+    limits = DefinitionLimits(max_rule_depth=10)
+    ok = Snapshot.build({"flags": {"f": flag({"if": [nots(7), "on", "off"]})}}, limits=limits)
+    assert ok.problems == () and ok.evaluate("f", {}, NOW).variant == "off"
+    deep = Snapshot.build({"flags": {"f": flag({"if": [nots(8), "on", "off"]})}}, limits=limits)
+    assert problems(deep) == {
+        "flags.f.targeting.if[0]" + ".!" * 7: "rule nested deeper than 10 levels"
+    }
+
+
+def test_the_depth_of_a_referenced_evaluator_counts_where_it_is_used() -> None:
+    limits = DefinitionLimits(max_rule_depth=10)
+    doc = {
+        "$evaluators": {"deep": nots(5)},
+        "flags": {
+            "shallow": flag({"if": [{"$ref": "deep"}, "on", "off"]}),
+            "deeper": flag({"if": [nots(3, {"$ref": "deep"}), "on", "off"]}),
+        },
+    }
+    assert problems(Snapshot.build(doc, limits=limits)) == {
+        "flags.deeper.targeting.if[0].!.!.!": "rule nested deeper than 10 levels"
+    }

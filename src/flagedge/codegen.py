@@ -842,7 +842,9 @@ def compile_rule(
 
     if flag.rule_problem is not None:
         return RuleCode(_constant_rule(parse_out), flag.rule_problem, None)
-    gen = _Gen(flag.key, scheme, outcome_of, shared=_reached_twice(flag.targeting), budget=max_cost)
+    # Only a rule that uses evaluators twice or more can reach a node twice.
+    shared = _reached_twice(flag.targeting) if flag.shares_refs else frozenset()
+    gen = _Gen(flag.key, scheme, outcome_of, shared=shared, budget=max_cost)
     try:
         body = gen.outcome_stmts(flag.targeting, "        ")
     except _Unsupported as exc:

@@ -73,6 +73,7 @@ class FlagDefinition:
     raw: Mapping[str, Any]  # the flag's own JSON, for change detection and sync
     rule_problem: str | None  # why targeting compiles to PARSE_ERROR, if it does
     path: str = ""  # where the flag is in its document (flags.KEY or flags[i])
+    shares_refs: bool = False  # targeting uses evaluators twice or more (codegen shares them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ class _Summary:
     nodes: int
     problem: tuple[str, str] | None = None  # (relative path, message)
     warnings: tuple[tuple[str, str], ...] = ()
+    refs: int = 0  # $refs to evaluators (two or more: the code generator shares them)
 
 
 class _Rules:
@@ -243,19 +245,29 @@ class _Rules:
         """Depth, expanded size and the first problem of ``root``, in one iterative walk.
 
         ``owner`` names the evaluator being walked: a $ref inside it is a nested reference
-        (flagd does not resolve those), reported as a cycle when it leads back."""
+        (flagd does not resolve those), reported as a cycle when it leads back. Runs for
+        every rule of every load, so it is written for speed: only containers are pushed,
+        and a path is spelled out only for a problem."""
         limits = self.limits
-        # Each entry: (node, depth, parent entry, step); a path is rebuilt only for a problem.
-        entries: list[tuple[Any, int, int, str]] = [(root, 1, -1, "")]
+        max_depth, max_nodes, max_width = (
+            limits.max_rule_depth,
+            limits.max_rule_nodes,
+            limits.max_rule_width,
+        )
+        evaluators = self.evaluators
+        # Each entry: (container, depth, parent entry, key or operator, list index or -1).
+        entries: list[tuple[Any, int, int, Any, int]] = [(root, 1, -1, None, -1)]
         stack = [0]
-        nodes = deepest = 0
+        nodes = deepest = refs = 0
         warnings: list[tuple[str, str]] = []
 
         def path(i: int) -> str:
             steps = []
             while i > 0:
-                _node, _depth, parent, step = entries[i]
-                steps.append(step)
+                _node, _depth, parent, key, index = entries[i]
+                steps.append(f"[{index}]" if index >= 0 else "")
+                if key is not None:
+                    steps.append(f".{key}")
                 i = parent
             return "".join(reversed(steps))
 
@@ -264,88 +276,96 @@ class _Rules:
 
         while stack:
             i = stack.pop()
-            node, depth, _parent, _step = entries[i]
-            name = _ref_name(node)
-            if name is not None and name in self.evaluators:
-                if owner is not None:
-                    chain = self._cycle(owner, name)
-                    if chain is not None:
-                        return fail(i, f"$ref cycle: {' -> '.join(quote(n) for n in chain)}")
-                    return fail(
-                        i,
-                        f"nested $ref to evaluator {quote(name)} inside evaluator "
-                        f"{quote(owner)} (flagd does not resolve nested $refs)",
-                    )
-                body = self.evaluator(name)
-                if body.problem is not None:
-                    where, message = body.problem
-                    return fail(i, f"$ref {quote(name)}: {message} at $evaluators.{name}{where}")
-                if body.warnings and len(warnings) < 20:
-                    at = path(i)
-                    warnings += [(at, f"{m} at $evaluators.{name}{w}") for w, m in body.warnings]
-                nodes += body.nodes
-                deepest = max(deepest, depth - 1 + body.depth)
+            node, depth, _parent, _key, _index = entries[i]
+            nodes += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > max_depth:
+                    return fail(i, f"rule nested deeper than {max_depth} levels")
+            if isinstance(node, list):
+                if len(node) > max_nodes:
+                    return fail(i, f"a list of {len(node)} values, over the limit of {max_nodes}")
+                children: Any = enumerate(node)
+                key: Any = None
+                depth += 1
+            elif len(node) != 1:  # an object of data: its values are walked as written
+                children, key, depth = node.items(), None, depth + 1
             else:
-                nodes += 1
-                deepest = max(deepest, depth)
-            if deepest > limits.max_rule_depth:
-                return fail(i, f"rule nested deeper than {limits.max_rule_depth} levels")
-            if nodes > limits.max_rule_nodes:
+                op, args = next(iter(node.items()))
+                if op == "$ref" and isinstance(args, str) and args in evaluators:
+                    if owner is not None:
+                        chain = self._cycle(owner, args)
+                        if chain is not None:
+                            return fail(i, f"$ref cycle: {' -> '.join(quote(n) for n in chain)}")
+                        return fail(
+                            i,
+                            f"nested $ref to evaluator {quote(args)} inside evaluator "
+                            f"{quote(owner)} (flagd does not resolve nested $refs)",
+                        )
+                    body = self.evaluator(args)
+                    if body.problem is not None:
+                        where, message = body.problem
+                        return fail(
+                            i, f"$ref {quote(args)}: {message} at $evaluators.{args}{where}"
+                        )
+                    if body.warnings and len(warnings) < 20:
+                        at = path(i)
+                        warnings += [
+                            (at, f"{m} at $evaluators.{args}{w}") for w, m in body.warnings
+                        ]
+                    refs += 1
+                    nodes += body.nodes - 1
+                    deepest = max(deepest, depth - 1 + body.depth)
+                    if deepest > max_depth:
+                        return fail(i, f"rule nested deeper than {max_depth} levels")
+                    continue
+                if op == "$ref":
+                    return fail(i, f"$ref to a missing evaluator {quote(args)}")
+                if op not in OPERATORS:
+                    return fail(i, f"unknown operator {quote(op)}")
+                if isinstance(args, list):
+                    if len(args) > max_width:
+                        return fail(
+                            i,
+                            f"{quote(op)} has {len(args)} arguments, over the limit of "
+                            f"{max_width} (max-rule-width)",
+                        )
+                    if op == "fractional":
+                        problem = _fractional(args, warnings, f"{path(i)}.{op}")
+                        if problem is not None:
+                            return fail(i, problem)
+                    nodes += 1  # the argument list itself
+                    children, key, depth = enumerate(args), op, depth + 2
+                else:
+                    if op == "fractional":
+                        return fail(i, "fractional needs at least one bucket")
+                    children, key, depth = ((-1, args),), op, depth + 1
+            pushed = len(entries)
+            for k, child in children:
+                if isinstance(child, dict | list):
+                    if key is None and not isinstance(k, int):  # a data object's key
+                        entries.append((child, depth, i, k, -1))
+                    else:
+                        entries.append((child, depth, i, key, k))
+                else:
+                    nodes += 1  # a scalar: counted, never pushed
+                    if depth > deepest:
+                        deepest = depth
+            stack.extend(range(len(entries) - 1, pushed - 1, -1))
+            if deepest > max_depth:  # a scalar child one level too deep
+                return fail(i, f"rule nested deeper than {max_depth} levels")
+            if nodes > max_nodes:
                 return fail(
                     0,
-                    f"rule has more than {limits.max_rule_nodes} values with its $refs "
-                    "expanded (max-rule-nodes)",
+                    f"rule has more than {max_nodes} values with its $refs expanded "
+                    "(max-rule-nodes)",
                 )
-            if name is not None and name in self.evaluators:
-                continue
-            if isinstance(node, dict):
-                if len(node) == 1:
-                    op, args = next(iter(node.items()))
-                    if op == "$ref":
-                        return fail(i, f"$ref to a missing evaluator {quote(args)}")
-                    if op not in OPERATORS:
-                        return fail(i, f"unknown operator {quote(op)}")
-                    step = f".{op}"
-                    if isinstance(args, list):
-                        if len(args) > limits.max_rule_width:
-                            return fail(
-                                i,
-                                f"{quote(op)} has {len(args)} arguments, over the limit of "
-                                f"{limits.max_rule_width} (max-rule-width)",
-                            )
-                        if op == "fractional":
-                            problem = _fractional(args, warnings, path(i) + step)
-                            if problem is not None:
-                                return fail(i, problem)
-                        nodes += 1  # the argument list itself
-                        for k in range(len(args) - 1, -1, -1):
-                            entries.append((args[k], depth + 2, i, f"{step}[{k}]"))
-                            stack.append(len(entries) - 1)
-                    else:
-                        if op == "fractional":
-                            return fail(i, "fractional needs at least one bucket")
-                        entries.append((args, depth + 1, i, step))
-                        stack.append(len(entries) - 1)
-                else:
-                    for k, v in reversed(list(node.items())):
-                        entries.append((v, depth + 1, i, f".{k}"))
-                        stack.append(len(entries) - 1)
-            elif isinstance(node, list):
-                if len(node) > limits.max_rule_nodes:
-                    return fail(
-                        i,
-                        f"a list of {len(node)} values, over the limit of {limits.max_rule_nodes}",
-                    )
-                for k in range(len(node) - 1, -1, -1):
-                    entries.append((node[k], depth + 1, i, f"[{k}]"))
-                    stack.append(len(entries) - 1)
-        return _Summary(deepest, nodes, None, tuple(warnings))
+        return _Summary(deepest, nodes, None, tuple(warnings), refs)
 
     def results(self, root: Any, variants: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Literal results of a rule (its if/else branches, fractional bucket names, through
         $refs) that name no variant: the flag answers GENERAL when targeting picks one."""
         out: list[tuple[str, str]] = []
-        names = ", ".join(variants)
         stack: list[tuple[Any, str, str]] = [(root, "", "")]
         while stack and len(out) < 20:
             node, where, via = stack.pop()
@@ -381,7 +401,7 @@ class _Rules:
                 out.append(
                     (
                         where,
-                        f"{quote(node)} is not a variant ({names}): the flag answers "
+                        f"{quote(node)} is not a variant ({', '.join(variants)}): the flag answers "
                         f"GENERAL when targeting picks it{via}",
                     )
                 )
@@ -665,6 +685,7 @@ def _parse_flag(
 
     targeting = raw.get("targeting")
     rule_problem: str | None = None
+    shares_refs = False
     if targeting is not None and not isinstance(targeting, dict):
         problems.append(
             Problem(f"{path}.targeting", f"must be a JSON Logic object, not {_describe(targeting)}")
@@ -680,8 +701,9 @@ def _parse_flag(
             if isinstance(variants, dict) and variants:
                 found += rules.results(targeting, variants)
             soft.extend(Problem(where + at, message, fatal=False) for at, message in found[:20])
-            if rules.evaluators:
+            if summary.refs:
                 targeting = _substitute_refs(targeting, rules.evaluators)
+                shares_refs = summary.refs > 1
     else:
         targeting = None
 
@@ -698,4 +720,5 @@ def _parse_flag(
         raw=raw,
         rule_problem=rule_problem,
         path=path,
+        shares_refs=shares_refs,
     )
