@@ -184,6 +184,27 @@ async def test_an_override_message_applies_the_override_redis_holds_not_its_own(
         await sync.stop()
 
 
+@async_test
+async def test_writes_that_outrun_the_confirmation_reload_without_recompiling() -> None:
+    plane, holder = MemoryPlane(), SnapshotHolder()
+    push(plane, document(a="on", b="on", c="on"))
+    sync = make_sync(plane, holder)
+    sync.check_interval = 60
+    await sync.start()
+    try:
+        assert holder.current is not None
+        untouched = holder.current.flags["b"]
+        loads = plane.loads
+        override(plane, "a", KILL)  # both written before the edge reads either message:
+        version = override(plane, "c", KILL)  # the first is no longer Redis's last write
+        await until(lambda: sync.version == version)
+        assert value(holder, "a") is None and value(holder, "c") is None
+        assert plane.loads == loads + 1  # one reload for both...
+        assert holder.current.flags["b"] is untouched  # ...that recompiled nothing
+    finally:
+        await sync.stop()
+
+
 # -- corrupt keys (finding 10) ----------------------------------------------------------------
 
 

@@ -49,7 +49,7 @@ from ..definitions import DEFAULT_LIMITS, DefinitionLimits
 from ..errors import DefinitionError, StoreUnavailable
 from ..hashing import Scheme
 from ..logs import Throttle, event
-from ..model import OverrideKind
+from ..model import Override, OverrideKind
 from ..snapshot import Snapshot, SnapshotHolder
 from .lkg import read_lkg, write_lkg
 from .plane import (
@@ -63,6 +63,7 @@ from .plane import (
     Subscription,
     build_snapshot,
     decode_message,
+    decode_override,
     encode_override,
 )
 
@@ -470,6 +471,10 @@ class EdgeSync:
             return
         if raw.version == self._rejected:
             return  # refused already; said so then
+        quick = self._overrides_only(raw)
+        if quick is not None:
+            self._install(quick, raw, "redis", None, False, why)
+            return
         try:
             snap, took = await asyncio.to_thread(_timed_build, raw, self.fractional, self.limits)
         except DefinitionError as exc:
@@ -477,6 +482,30 @@ class EdgeSync:
             return
         self.compile_seconds = took
         self._install(snap, raw, "redis", None, False, why)
+
+    def _overrides_only(self, raw: RawState) -> Snapshot | None:
+        """The serving snapshot with ``raw``'s overrides, when ``raw`` holds the very
+        definitions it serves (byte for byte): nothing to recompile. A burst of kill
+        switches that outruns the fast path's confirmation costs a read, not a rebuild.
+        None when a full build is needed (or would report a problem)."""
+        current, mine = self.holder.current, self._raw
+        if current is None or mine is None or self.source != "redis":
+            return None
+        if raw.definitions != mine.definitions:
+            return None
+        changes: dict[str, Override | None] = {
+            key: None for key in mine.overrides if key not in raw.overrides
+        }
+        try:
+            for key, value in raw.overrides.items():
+                if mine.overrides.get(key) != value:
+                    changes[key] = decode_override(value, f"overrides.{key}")
+            start = time.perf_counter()
+            snap = current.with_overrides(changes, raw.version)
+        except DefinitionError:
+            return None  # the full build refuses the state and says why
+        self.compile_seconds = time.perf_counter() - start
+        return snap
 
     def _clear_corrupt(self) -> None:
         """Redis reads cleanly again at the serving version: forget a refusal of a state
