@@ -14,8 +14,9 @@
 Reloads are coalesced: when one is due, the messages already waiting are taken first (a
 reload reads the latest state, which covers them all), so a burst of garbage costs one
 reload, not one each; a reload a message asks for first reads Redis's version alone, and
-skips the full load when it is the one serving. Lines about unreadable messages are
-throttled (logs.Throttle).
+skips the full load when it is the one serving; a reload that finds the definitions it
+serves (byte for byte) only applies the overrides, without recompiling. Lines about
+unreadable messages are throttled (logs.Throttle).
 
 Rules it never breaks:
 - It never installs a version older than the one serving. A store that is *behind* (Redis
