@@ -320,9 +320,9 @@ def test_hostile_equality_constant_matches_exactly(
 @FAST
 @given(
     key=hostile_nonempty,
-    s=hostile,
+    s=storable,
     x=hostile,
-    others=st.lists(hostile, max_size=3),
+    others=st.lists(storable, max_size=3),
     op=st.sampled_from(["in-list", "in-str", "starts_with", "ends_with", "!="]),
 )
 def test_hostile_constants_in_string_operators(

@@ -516,7 +516,7 @@ def text_problems(document: Any, limit: int = 20) -> list[Problem]:
         node, where = stack.pop()
         if isinstance(node, dict):
             for k, v in node.items():
-                at = f"{where}.{k}" if where else str(k)
+                at = f"{where}.{k}" if where else (str(k) or '""')
                 if isinstance(k, str) and _bad_text(k):
                     out.append(
                         Problem(
