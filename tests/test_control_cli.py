@@ -197,12 +197,15 @@ def test_get_shows_each_flag_with_its_override_even_a_corrupt_one(
     assert code == 2 and "no flag named 'nope'" in err and "defined: a, b" in err
 
 
-def test_status_with_no_live_edges_is_converged(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_status_with_no_live_edges_is_not_converged(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     push(redis_server, tmp_path, document(a="on"))
     code, out, _ = ctl(redis_server, "status", "--wait", "--timeout", "0.2")
-    assert (code, out) == (0, f"env '{ENV}': Redis at version 1, 0 live edge(s), all converged\n")
+    head = f"env '{ENV}': Redis at version 1; no edge reports for env '{ENV}'\n"
+    assert (code, out) == (1, head)  # a typo in --env looks just like this
     code, out, _ = ctl(redis_server, "status", "--json")
-    assert json.loads(out) == {"env": ENV, "version": 1, "converged": True, "edges": []}
+    assert json.loads(out) == {"env": ENV, "version": 1, "converged": False, "edges": []}
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ def test_validate_lists_every_problem_with_its_path_and_exits_non_zero(tmp_path:
     assert 'flags.checkout.defaultVariant: "blue" is not a variant (on, off)' in out.stdout
     assert 'flags.mixed.state: "ON" is not ENABLED or DISABLED' in out.stdout
     assert "flags.mixed.variants: all variants must have one type" in out.stdout
-    assert 'flags.rule.targeting: unknown operator "no_such_op"' in out.stdout
+    assert 'flags.rule.targeting.if[0]: unknown operator "no_such_op"' in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
 
 
@@ -77,7 +77,7 @@ def test_validate_reports_a_missing_evaluator_but_the_set_still_loads(tmp_path: 
     assert report["valid"] is False
     assert report["problems"] == [
         {
-            "path": "flags.f.targeting",
+            "path": "flags.f.targeting.if[0]",
             "message": '$ref to a missing evaluator "nope"',
             "fatal": False,
         }

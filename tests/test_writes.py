@@ -13,7 +13,7 @@ import pytest
 from flagedge.errors import Refusal as _Refused
 from flagedge.model import Override, OverrideKind
 from flagedge.store.plane import ChangeKind, RawState
-from flagedge.store.writes import plan_rollout, validate
+from flagedge.store.writes import plan_override, plan_push, plan_rollout, validate
 from tests.support.documents import document
 
 
@@ -43,3 +43,18 @@ def test_a_rollout_elsewhere_becomes_an_override_and_bad_input_is_refused() -> N
         plan_rollout(_raw(doc), "missing", 5, None, "me", 0)
     with pytest.raises(_Refused, match="not a variant"):
         plan_rollout(_raw(doc), "plain", 5, "maybe", "me", 0)
+
+
+def test_a_kill_goes_through_while_another_flag_has_a_soft_problem_but_a_push_does_not() -> None:
+    doc = document(target="off", broken="off")
+    doc["flags"]["broken"]["targeting"] = {"no_such_operator": [1]}  # disables that flag only
+    kill = plan_override(_raw(doc), "target", Override(OverrideKind.KILL), "kill", "me", 0)
+    assert validate(kill).flags["target"].override == Override(OverrideKind.KILL)
+    with pytest.raises(_Refused, match="invalid state") as refused:
+        bad = Override(OverrideKind.KILL, "purple")
+        validate(plan_override(_raw(doc), "target", bad, "kill", "me", 0))
+    assert [p.path for p in refused.value.problems] == ["overrides.target.variant"]
+    push = plan_push(_raw(document(a="on")), json.dumps(doc).encode(), "me", 0)
+    with pytest.raises(_Refused, match="problems") as refused:
+        validate(push)
+    assert [p.path for p in refused.value.problems] == ["flags.broken.targeting"]

@@ -14,6 +14,11 @@ object is compiled once and shared (``_factory_for`` is a pure memo); each flag 
 its own constants. A rule that cannot be compiled yields a rule that always answers
 PARSE_ERROR: one bad flag never takes the set down. The operators the generated code calls
 for the uncommon cases live in jsonlogic.py.
+
+An evaluator that a rule references more than once (``$ref``: definitions.py shares one
+body between the references) becomes one helper function the rule calls, so that its code
+is generated and compiled once; every operation generated counts against the flag's
+compile budget (``max_rule_cost``), and a rule over it answers PARSE_ERROR.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ from typing import Any
 
 from . import hashing, jsonlogic
 from ._accel import speedups
-from .definitions import MAX_RULE_DEPTH, OPERATORS, FlagDefinition, quote
+from .definitions import (
+    DEFAULT_LIMITS,
+    MAX_RULE_DEPTH,
+    OPERATORS,
+    FlagDefinition,
+    quote,
+    variant_for,
+)
 from .hashing import Scheme
 
 Rule = Callable[[Mapping[str, Any], int], int]
@@ -171,10 +183,22 @@ def _factory_for(source: str) -> Callable[..., Any]:
 class _Gen:
     """Turns one flag's JSON Logic into Python source plus a namespace of bound values."""
 
-    def __init__(self, flag_key: str, scheme: Scheme, outcome_of: Callable[[Any], int]) -> None:
+    def __init__(
+        self,
+        flag_key: str,
+        scheme: Scheme,
+        outcome_of: Callable[[Any], int],
+        *,
+        shared: frozenset[int] = frozenset(),
+        budget: int = DEFAULT_LIMITS.max_rule_cost,
+    ) -> None:
         self.flag_key = flag_key
         self.scheme = scheme
         self.outcome_of = outcome_of
+        self.shared = shared  # ids of operator nodes the rule reaches more than once
+        self.shared_helpers: dict[tuple[int, bool], tuple[str, str]] = {}
+        self.budget = budget
+        self.cost = 0
         self.consts: list[Any] = []
         self.const_names: dict[tuple[type, Any], str] = {}
         self.helpers: list[str] = []
@@ -216,16 +240,40 @@ class _Gen:
     # (True/False/None), "str", "num" or "any".
 
     def value(self, node: Any, depth: int = 0) -> tuple[str, str]:
-        if depth and depth % _HOIST_EVERY == 0 and isinstance(node, dict) and len(node) == 1:
-            src, kind = self._value(node, 0)
-            return f"{self.helper(src, self.sub)}(ctx, now)", kind
+        if isinstance(node, dict) and len(node) == 1:
+            if self.shared and id(node) in self.shared:
+                return self._shared(node)
+            if depth and depth % _HOIST_EVERY == 0:
+                src, kind = self._value(node, 0)
+                return f"{self.helper(src, self.sub)}(ctx, now)", kind
         return self._value(node, depth)
+
+    def _shared(self, node: Any) -> tuple[str, str]:
+        """A node reached more than once (a referenced evaluator): one helper, one call per
+        use. Keyed by ``sub`` too: inside map/filter, ``ctx`` is the current item."""
+        key = (id(node), self.sub)
+        found = self.shared_helpers.get(key)
+        if found is None:
+            src, kind = self._value(node, 0)
+            found = self.shared_helpers[key] = (self.helper(src, self.sub), kind)
+        return f"{found[0]}(ctx, now)", found[1]
+
+    def charge(self) -> None:
+        """Count one generated operation against the flag's compile budget."""
+        self.cost += 1
+        if self.cost > self.budget:
+            raise _Unsupported(
+                f"rule compiles to more than {self.budget} operations (max-rule-cost; "
+                "a $ref used several times counts once)"
+            )
 
     def test(self, node: Any, depth: int = 0) -> str:
         """Source of a Python bool: the JavaScript truthiness of node."""
-        if isinstance(node, dict) and len(node) == 1:
+        if isinstance(node, dict) and len(node) == 1 and id(node) not in self.shared:
             op, args = next(iter(node.items()))
             args = args if isinstance(args, list) else [args]
+            if op in _TEST_FORMS:
+                self.charge()
             if op == "and" and args:
                 return "(" + " and ".join(self.test(a, depth + 1) for a in args) + ")"
             if op == "or" and args:
@@ -271,6 +319,7 @@ class _Gen:
         op, raw_args = next(iter(node.items()))
         args = self._args(raw_args)
         d = depth + 1
+        self.charge()
         method = _OPS.get(op)
         if method is None:
             raise _Unsupported(f"unknown operator {quote(op)}")
@@ -622,9 +671,11 @@ class _Gen:
     # statements: the rule body returns outcome numbers ------------------------------------
 
     def outcome_stmts(self, node: Any, indent: str, depth: int = 0) -> list[str]:
-        if isinstance(node, dict) and len(node) == 1:
+        if isinstance(node, dict) and len(node) == 1 and id(node) not in self.shared:
             op, raw_args = next(iter(node.items()))
             args = self._args(raw_args)
+            if op in ("if", "?:", "fractional"):
+                self.charge()
             if op in ("if", "?:") and len(args) >= 2 and depth < MAX_RULE_DEPTH:
                 lines: list[str] = []
                 i = 0
@@ -679,6 +730,10 @@ class _Gen:
             return [f"{indent}return {self.out(self.outcome_of(node))}"]
         src, _ = self.value(node, depth)
         return [f"{indent}return _outcome({src})"]
+
+
+# Operators test() writes as Python conditions itself (the others go through value()).
+_TEST_FORMS = frozenset({"and", "or", "!", "!!", "if", "?:", "starts_with", "ends_with"})
 
 
 class _Implicit:
@@ -751,23 +806,6 @@ _OPS: dict[str, Callable[[_Gen, list[Any], int], tuple[str, str]]] = {
 assert set(_OPS) == OPERATORS
 
 
-def variant_for(result: Any) -> str | None:
-    """How flagd reads a targeting result as a variant name (None: use the default)."""
-    if result is None:
-        return None
-    if result is True:
-        return "true"
-    if result is False:
-        return "false"
-    if isinstance(result, str):
-        return result
-    if isinstance(result, float) and result.is_integer():
-        return str(int(result))
-    if isinstance(result, int | float):
-        return str(result)
-    return "\x00"  # never a variant name: an object or array result is a GENERAL error
-
-
 @dataclass(frozen=True, slots=True)
 class RuleCode:
     """A compiled rule: ``rule(ctx, now) -> outcome number``, and ``bind(table)``, which
@@ -780,12 +818,16 @@ class RuleCode:
 
 
 def compile_rule(
-    flag: FlagDefinition, scheme: Scheme, variant_index: Mapping[str, int]
+    flag: FlagDefinition,
+    scheme: Scheme,
+    variant_index: Mapping[str, int],
+    max_cost: int = DEFAULT_LIMITS.max_rule_cost,
 ) -> RuleCode:
     """Compile a flag's targeting.
 
     Outcome numbers: ``i < n`` is TARGETING_MATCH of variant i; ``n + SLOT_*`` the rest.
-    ``problem`` says why, when the rule always answers PARSE_ERROR.
+    ``problem`` says why, when the rule always answers PARSE_ERROR. ``max_cost`` bounds
+    the operations generated (a rule over it answers PARSE_ERROR).
     """
     n = len(variant_index)
     default_out = n + SLOT_DEFAULT
@@ -800,7 +842,9 @@ def compile_rule(
 
     if flag.rule_problem is not None:
         return RuleCode(_constant_rule(parse_out), flag.rule_problem, None)
-    gen = _Gen(flag.key, scheme, outcome_of)
+    # Only a rule that uses evaluators twice or more can reach a node twice.
+    shared = _reached_twice(flag.targeting) if flag.shares_refs else frozenset()
+    gen = _Gen(flag.key, scheme, outcome_of, shared=shared, budget=max_cost)
     try:
         body = gen.outcome_stmts(flag.targeting, "        ")
     except _Unsupported as exc:
@@ -843,6 +887,24 @@ def compile_rule(
 
     rule: Rule = instantiate(range(n_outcomes), outcome_of)
     return RuleCode(rule, None, bind)
+
+
+def _reached_twice(root: Any) -> frozenset[int]:
+    """Ids of the operator nodes a rule reaches by more than one path (an evaluator its
+    $refs share). The walk never enters a node twice, so it costs the rule as written."""
+    seen: set[int] = set()
+    twice: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict | list):
+            if id(node) in seen:
+                if isinstance(node, dict) and len(node) == 1:
+                    twice.add(id(node))
+                continue
+            seen.add(id(node))
+            stack.extend(node.values() if isinstance(node, dict) else node)
+    return frozenset(twice)
 
 
 def _constant_rule(outcome: int) -> Rule:

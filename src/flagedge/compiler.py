@@ -28,7 +28,7 @@ from .codegen import (
     Rule,
     compile_rule,
 )
-from .definitions import FlagDefinition, quote
+from .definitions import DEFAULT_LIMITS, FlagDefinition, quote
 from .errors import Problem
 from .hashing import Scheme, implicit_hasher, thresholds
 from .model import (
@@ -129,7 +129,10 @@ def _with_value(r: Resolution, value: Any) -> Resolution:
     return Resolution(r.key, value, r.variant, r.reason, r.error_code, r.error_message, r.metadata)
 
 
-def compile_flag(d: FlagDefinition, scheme: Scheme) -> CompiledFlag:
+def compile_flag(
+    d: FlagDefinition, scheme: Scheme, max_cost: int = DEFAULT_LIMITS.max_rule_cost
+) -> CompiledFlag:
+    """Compile one flag; ``max_cost`` is its rule's compile budget (codegen.compile_rule)."""
     names = tuple(d.variants)
     index = {name: i for i, name in enumerate(names)}
     meta: Metadata = MappingProxyType(dict(d.metadata))
@@ -155,7 +158,7 @@ def compile_flag(d: FlagDefinition, scheme: Scheme) -> CompiledFlag:
     elif d.targeting is None:
         rule, problem, fixed = _never, None, n + SLOT_STATIC
     else:
-        code = compile_rule(d, scheme, index)
+        code = compile_rule(d, scheme, index, max_cost)
         rule, problem, bind = code.rule, code.problem, code.bind
         fixed = n + SLOT_PARSE_ERROR if problem is not None else -1
     slots[SLOT_PARSE_ERROR] = Resolution(

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .definitions import DefinitionLimits
 from .errors import ConfigError, Problem
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -104,6 +105,25 @@ def _limit(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError(f"{text!r} is not a limit (0 for none, or more)")
+    return value
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"{text!r} is not a number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _count0(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text!r} is not a count (0 or more)")
     return value
 
 
@@ -220,10 +240,18 @@ REDIS = Group(
             _text,
             None,
             "redis://[user:password@]host:port[/db], rediss://..., unix://..., or "
-            "redis+sentinel://[user:password@]host:port,.../MASTER; prefer the variable to "
-            "the option, which `ps` shows",
+            "redis+sentinel://[user:password@]host:port,.../MASTER; with a password, prefer "
+            "FLAGEDGE_REDIS_URL or --redis-url-file to this option, which `ps` shows",
             metavar="URL",
             variable="FLAGEDGE_REDIS_URL",
+        ),
+        Option(
+            "redis-url-file",
+            _text,
+            None,
+            "a file whose first line is the Redis URL (a mounted secret); --redis or "
+            "FLAGEDGE_REDIS_URL, when given, comes first",
+            metavar="FILE",
         ),
         Option("env", _text, None, "environment: the key prefix flagedge:NAME:", metavar="NAME"),
         Option(
@@ -409,6 +437,102 @@ HTTP = Group(
     ),
 )
 
+LIMITS = Group(
+    "Limits",
+    "serve",
+    (
+        Option(
+            "max-message-bytes",
+            _count,
+            4 * 1024 * 1024,
+            "largest request message, in bytes (larger: INVALID_ARGUMENT)",
+            metavar="BYTES",
+        ),
+        Option(
+            "max-context-bytes",
+            _count,
+            64 * 1024,
+            "largest evaluation context, in bytes (larger: INVALID_ARGUMENT)",
+            metavar="BYTES",
+        ),
+        Option(
+            "max-context-depth",
+            _bounded(1, 512),
+            32,
+            "deepest nesting of an evaluation context (deeper: INVALID_ARGUMENT)",
+            metavar="N",
+        ),
+        Option(
+            "max-context-keys",
+            _count,
+            1000,
+            "keys in one evaluation context, counted at every level (more: INVALID_ARGUMENT)",
+            metavar="N",
+        ),
+        Option(
+            "max-batch-cells",
+            _count,
+            250_000,
+            "flags x contexts in one EvaluateBatch or EvaluateStream message",
+            metavar="N",
+        ),
+        Option(
+            "max-keys",
+            _count,
+            10_000,
+            "flag keys one EvaluateAll, EvaluateBatch or Watch may name (a key named twice "
+            "is evaluated once)",
+            metavar="N",
+        ),
+        Option(
+            "max-streams",
+            _count,
+            10_000,
+            "open streaming calls (EventStream, Watch, EvaluateStream) per process; more are "
+            "refused with RESOURCE_EXHAUSTED while unary calls go on",
+            metavar="N",
+        ),
+        Option(
+            "max-streams-per-connection",
+            _count,
+            1000,
+            "calls in flight on one HTTP/2 connection (a gRPC client queues the rest; a "
+            "client that ignores the limit has the excess refused)",
+            metavar="N",
+        ),
+        Option(
+            "max-connection-idle",
+            _seconds,
+            300.0,
+            "seconds a connection with no call in flight stays open; 0: for ever",
+            metavar="S",
+        ),
+        Option(
+            "keepalive-time",
+            _seconds,
+            60.0,
+            "seconds of quiet on a connection before the server pings the client (a dead "
+            "peer is dropped 20 s later); 0: never",
+            metavar="S",
+        ),
+        Option(
+            "min-ping-interval",
+            _seconds,
+            10.0,
+            "shortest interval the server accepts between a client's keepalive pings",
+            metavar="S",
+        ),
+        Option(
+            "max-ping-strikes",
+            _count0,
+            2,
+            "pings sooner than that before the server closes the connection "
+            "(GOAWAY too_many_pings); 0: any number",
+            metavar="N",
+        ),
+    ),
+)
+
 SECURITY = Group(
     "Security",
     "serve, admin (certificate, key, client CA, auth file)",
@@ -474,6 +598,52 @@ SECURITY = Group(
             "address of the management port (plaintext, for probes), e.g. 127.0.0.1",
             metavar="HOST",
             default_text="--host",
+        ),
+    ),
+)
+
+DEFINITION_LIMITS = Group(
+    "Definition limits",
+    "serve, validate, eval, push, kill, restore, rollout, stale",
+    (
+        Option(
+            "max-definitions-bytes",
+            _count,
+            16 * 1024 * 1024,
+            "largest definitions document (a file, or what an edge reads from Redis), in "
+            "bytes; a larger one is refused unread",
+            metavar="BYTES",
+        ),
+        Option(
+            "max-rule-depth",
+            _bounded(1, 512),
+            256,
+            "deepest nesting of one flag's targeting (JSON levels, $refs expanded); deeper: "
+            "that flag answers PARSE_ERROR",
+            metavar="N",
+        ),
+        Option(
+            "max-rule-width",
+            _count,
+            2_000,
+            "arguments of one JSON Logic operator; more: that flag answers PARSE_ERROR",
+            metavar="N",
+        ),
+        Option(
+            "max-rule-nodes",
+            _count,
+            100_000,
+            "JSON values in one flag's targeting with every $ref expanded (what an "
+            "evaluation may walk); more: that flag answers PARSE_ERROR",
+            metavar="N",
+        ),
+        Option(
+            "max-rule-cost",
+            _count,
+            20_000,
+            "operations the compiler may generate for one flag (an evaluator used several "
+            "times counts once); more: that flag answers PARSE_ERROR",
+            metavar="N",
         ),
     ),
 )
@@ -619,10 +789,12 @@ ALL_GROUPS: tuple[Group, ...] = (
     SERVE,
     HTTP,
     SECURITY,
+    LIMITS,
     EDGE,
     REDIS,
     LOGGING,
     DEFINITIONS,
+    DEFINITION_LIMITS,
     WRITES,
     ADMIN,
     ADMIN_CLIENT,
@@ -769,6 +941,48 @@ def resolve(
             else:
                 values[option.dest], origin[option.dest] = option.default, "default"
     return Settings(MappingProxyType(values), MappingProxyType(origin))
+
+
+# -- settings that combine options ----------------------------------------------------------
+
+_RANK = {"cli": 0, "env": 1, "file": 2, "default": 3}
+
+
+def redis_url(s: Settings) -> str | None:
+    """The Redis URL: --redis (FLAGEDGE_REDIS_URL), or the first line of --redis-url-file
+    (FLAGEDGE_REDIS_URL_FILE), whichever was given at the higher level; both at one level
+    is refused. ConfigError when the file cannot be read or is empty."""
+    url, path = s.get("redis"), s.get("redis_url_file")
+    if not path:
+        return url or None
+    if url:
+        mine, theirs = _RANK[s.origin.get("redis", "default")], _RANK[s.origin["redis_url_file"]]
+        if mine < theirs:
+            return str(url)
+        if mine == theirs:
+            raise ConfigError("give the Redis URL once: --redis or --redis-url-file, not both")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the Redis URL file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the Redis URL file {path} is not UTF-8 text") from None
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise ConfigError(f"the Redis URL file {path} is empty")
+    return lines[0].strip()
+
+
+def definition_limits(s: Settings) -> DefinitionLimits:
+    """The DEFINITION_LIMITS group's values (defaults for the ones a command lacks)."""
+    default = DefinitionLimits()
+    return DefinitionLimits(
+        max_bytes=s.get("max_definitions_bytes", default.max_bytes),
+        max_rule_depth=s.get("max_rule_depth", default.max_rule_depth),
+        max_rule_width=s.get("max_rule_width", default.max_rule_width),
+        max_rule_nodes=s.get("max_rule_nodes", default.max_rule_nodes),
+        max_rule_cost=s.get("max_rule_cost", default.max_rule_cost),
+    )
 
 
 # -- documentation ------------------------------------------------------------------------

@@ -7,15 +7,19 @@ the command line.
     ├── StoreError             a definitions store could not be read or written
     │   ├── StoreUnavailable   the store cannot be reached at all (Redis down, file missing)
     │   └── StoreRefused       the store refused a command: its user lacks the permission
-    ├── RequestError           a call the server will not evaluate (limits, bad context):
-    │                          INVALID_ARGUMENT
+    ├── RequestError           a call the server will not evaluate (bad context, selector):
+    │   │                      INVALID_ARGUMENT
+    │   └── LimitExceeded      over one of the request limits (wire.Limits); .limit names
+    │                          the setting; logged, at most once per limit every 10 s
     ├── CallError              a call answered with a status instead of a result
     │   ├── FlagdError         flagd's error statuses, by OpenFeature error code
     │   ├── DeadlineExpired    the caller's deadline passed before the work started
     │   ├── NotReady           no snapshot installed yet: UNAVAILABLE, which clients retry
     │   ├── Unauthenticated    no token, a malformed one, or an unknown one (no detail given)
     │   ├── PermissionDenied   a known caller without the scope or role the call needs
-    │   └── TooManyStreams     a caller already holds its limit of open streaming calls
+    │   ├── TooManyStreams     a caller already holds its limit of open streaming calls
+    │   └── Overloaded         the server is at a capacity limit (open streams):
+    │                          RESOURCE_EXHAUSTED; logged like LimitExceeded
     └── Refusal                a command that will not go on: a message, its problems and
         ├── ConfigError        the exit code; a bad option, variable or config file (exit 2)
         └── Conflict           an edit made against a version whose flag has changed since
@@ -89,6 +93,14 @@ class RequestError(FlagedgeError):
     pass
 
 
+class LimitExceeded(RequestError):
+    """A request over one of the server's limits; ``limit`` is the setting's name."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class CallError(FlagedgeError):
     """A call the server answers with a status code (server/status.py maps each)."""
 
@@ -128,6 +140,14 @@ class TooManyStreams(CallError):
     def __init__(self, name: str, limit: int) -> None:
         super().__init__(f"{name} already holds {limit} open streaming call(s), its limit")
         self.name = name
+        self.limit = limit
+
+
+class Overloaded(CallError):
+    """A call the server has no room for now (``limit`` names the setting)."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
         self.limit = limit
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import codegen, jsonlogic
 from .compiler import GENERAL_MESSAGE, CompiledFlag
-from .definitions import MAX_RULE_DEPTH, quote
+from .definitions import MAX_RULE_DEPTH, quote, variant_for
 from .engine import not_found
 from .hashing import Scheme, hash_v3, implicit_hasher, thresholds
 from .model import ErrorCode, FlagState, OverrideKind, Reason, Resolution
@@ -671,7 +671,7 @@ def _explain_definition(
             tuple(interpreter.buckets),
         )
     steps, buckets = tuple(interpreter.steps), tuple(interpreter.buckets)
-    name = codegen.variant_for(result)
+    name = variant_for(result)
     matched = next((s for s in steps if s.result), None)
     where = f"the condition {matched.condition!r} matched" if matched else ""
     if not where and steps:

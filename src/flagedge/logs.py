@@ -10,13 +10,21 @@ Code logs through the standard library; :func:`event` adds the event name and th
 that use plain logging. A field never replaces ts, level, event, msg, logger or pid.
 
 Events: startup, supervise (--workers), apply, override, reject, resync, connect, reconnect,
-redis_unavailable, redis_behind, lkg, usage, shutdown, stopped ("log" for anything unnamed).
+redis_unavailable, redis_behind, lkg, usage, limit, unreadable, shutdown, stopped ("log" for
+anything unnamed).
+
+A line that abuse can repeat (a refused call, a garbage message) goes through a
+:class:`Throttle`: at most one per kind every few seconds, the next one saying how many
+were left out, so that nobody can flood the log.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
@@ -33,6 +41,32 @@ def event(
     """Log ``msg % args`` as event ``name`` with ``fields``."""
     if logger.isEnabledFor(level):
         logger.log(level, msg, *args, extra={"event": name, "fields": fields})
+
+
+class Throttle:
+    """At most one log line per key every ``interval`` seconds.
+
+    ``allow(key)`` returns None while the key is quiet (the line is left out and counted),
+    else how many lines of that key were left out since the last one it allowed."""
+
+    def __init__(
+        self, interval: float = 10.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+        self._lock = threading.Lock()  # gRPC handlers and file watchers log from threads
+
+    def allow(self, key: str) -> int | None:
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._left_out[key] = self._left_out.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._left_out.pop(key, 0)
 
 
 class JsonFormatter(logging.Formatter):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import sys
 import time
@@ -54,6 +55,7 @@ from prometheus_client.registry import Collector
 from .engine import BatchResult
 from .model import ErrorCode, ErrorCodeNumber, ReasonCode, Resolution
 from .snapshot import Snapshot, SnapshotHolder
+from .wire import clean_text
 
 # Handler time buckets, in seconds: an evaluation call takes tens of microseconds, a big batch
 # tens of milliseconds.
@@ -80,8 +82,11 @@ STREAM_METHODS: Final = (
     "flagd.evaluation.v2.Service/EventStream",
     "flagd.evaluation.v1.Service/EventStream",
 )
-# Requests for keys no flag has would otherwise grow the label set without bound.
-MAX_UNKNOWN_KEYS: Final = 100
+# Requests for keys no flag has would otherwise grow the label set without bound: the first
+# few keep their own label (at most LABEL_CHARS characters: a longer key is cut and given a
+# digest, so that a megabyte key costs a scrape a few dozen bytes), the rest share one.
+MAX_UNKNOWN_KEYS: Final = 20
+LABEL_CHARS: Final = 64
 OTHER_UNKNOWN: Final = "__other_unknown__"
 
 _REASON_NAMES: Final = {code.value: code.name for code in ReasonCode}
@@ -108,12 +113,13 @@ class EvaluationCounter:
         self._unknown: set[str] = set()
 
     def _flag_label(self, key: str) -> str:
-        """A requested key that names no flag: itself, while few are seen."""
-        if key in self._unknown:
-            return key
+        """A requested key that names no flag: itself (bounded), while few are seen."""
+        label = bounded_label(key)
+        if label in self._unknown:
+            return label
         if len(self._unknown) < MAX_UNKNOWN_KEYS:
-            self._unknown.add(key)
-            return key
+            self._unknown.add(label)
+            return label
         return OTHER_UNKNOWN
 
     def fold(self) -> None:
@@ -174,6 +180,15 @@ class EvaluationCounter:
         for (flag, variant, _reason), count in self.totals.items():
             out[flag, variant] = out.get((flag, variant), 0) + count
         return out
+
+
+def bounded_label(text: str) -> str:
+    """A label value of at most LABEL_CHARS characters (a longer one: its head and a
+    digest of the whole), holding only text UTF-8 can carry."""
+    if len(text) > LABEL_CHARS:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        text = f"{text[: LABEL_CHARS - 14]}~{digest}"
+    return text if text.isascii() else clean_text(text)
 
 
 class LatencyHistogram:
@@ -359,7 +374,8 @@ class ServerMetrics:
             return
         path = self.share_dir / f"worker-{self.worker}.json"
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(OSError):  # a metrics file must never stop serving
+        # A metrics file must never stop serving (nor a value JSON cannot hold stop metrics).
+        with contextlib.suppress(OSError, TypeError):
             temp.write_bytes(orjson.dumps(self.state()))
             os.replace(temp, path)
 
@@ -480,7 +496,8 @@ class MetricsCollector(Collector):
         totals: dict[tuple[str, str, str], int] = {}
         for state in states:
             for flag, variant, reason, count in state.get("evaluations", ()):
-                label = (str(flag), str(variant), str(reason))
+                # Flag and variant names come from definitions; a scrape must survive any.
+                label = (_text(flag), _text(variant), str(reason))
                 totals[label] = totals.get(label, 0) + int(count)
         for label in sorted(totals):
             evaluations.add_metric(label, totals[label])
@@ -575,6 +592,11 @@ def _summed_counters(states: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
             for key in sorted(totals):
                 family.add_metric((key,), totals[key])
             yield family
+
+
+def _text(value: Any) -> str:
+    text = str(value)
+    return text if text.isascii() else clean_text(text)
 
 
 def _le(bound: float) -> str:

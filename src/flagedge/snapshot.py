@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from .compiler import CompiledFlag, apply_override, check_override, compile_flag
-from .definitions import Document, parse_document
+from .definitions import DEFAULT_LIMITS, DefinitionLimits, Document, parse_document, text_problems
 from .engine import BatchResult, Evaluate, evaluate_all, evaluate_batch, evaluate_keys, evaluator
 from .errors import DefinitionError, Problem
 from .hashing import Scheme
@@ -32,14 +32,23 @@ from .model import Metadata, Override, Resolution
 __all__ = ["BatchResult", "CompiledFlag", "Snapshot", "SnapshotHolder"]
 
 
+# Containers a document that orjson cannot encode may hold when copied the slow way: far
+# more than any file under max-definitions-bytes, and a bound on a recursive structure.
+_COPY_BUDGET = 10_000_000
+
+
 def _own_copy(document: Any) -> Any:
     """A private deep copy, so that a caller editing its document later cannot reach into
     compiled rules or the snapshot's ``document``. orjson's round trip is the fast path;
-    documents it cannot encode (YAML's non-string keys) are deep-copied instead, so that
-    validation still sees, and reports, what the caller wrote."""
+    documents it cannot encode (YAML's non-string keys, text with lone surrogates) are
+    deep-copied instead, so that validation still sees, and reports, what the caller
+    wrote; text no wire can carry is refused here, by path."""
     try:
         return orjson.loads(orjson.dumps(document))
     except (TypeError, orjson.JSONEncodeError):
+        bad = text_problems(document)
+        if bad:
+            raise DefinitionError(bad) from None
         return _json_copy(document)
 
 
@@ -49,7 +58,13 @@ def _json_copy(value: Any) -> Any:
         return value
     root: Any = {} if isinstance(value, dict) else []
     stack: list[tuple[Any, Any]] = [(value, root)]
+    budget = _COPY_BUDGET
     while stack:
+        budget -= 1
+        if budget < 0:
+            raise DefinitionError(
+                [Problem("", "the document is too large to copy, or refers to itself")]
+            )
         src, dst = stack.pop()
         items = src.items() if isinstance(src, dict) else enumerate(src)
         for k, v in items:
@@ -92,6 +107,7 @@ class Snapshot:
         "evaluate",
         "flags",
         "keys",
+        "limits",
         "metadata",
         "overrides",
         "problems",
@@ -109,7 +125,10 @@ class Snapshot:
     document: Mapping[str, Any]
     overrides: Mapping[str, Override]
     problems: tuple[Problem, ...]
+    """What validation and compilation found that does not refuse the set (each a flag
+    that answers PARSE_ERROR, or a rule that can only answer null or GENERAL), by path."""
     scheme: Scheme
+    limits: DefinitionLimits
 
     def __init__(
         self,
@@ -119,6 +138,7 @@ class Snapshot:
         document: Mapping[str, Any],
         overrides: Mapping[str, Override],
         version: int,
+        limits: DefinitionLimits = DEFAULT_LIMITS,
     ) -> None:
         self._base = base
         self.flags = flags
@@ -128,8 +148,14 @@ class Snapshot:
         self.metadata = MappingProxyType(dict(parsed.metadata))
         self.document = document
         self.overrides = overrides
-        self.problems = parsed.problems
+        # Problems only the compiler finds (a compile budget spent) join validation's.
+        self.problems = parsed.problems + tuple(
+            Problem(f"{f.definition.path}.targeting", f.rule_problem, fatal=False)
+            for f in base.values()
+            if f.rule_problem is not None and f.definition.rule_problem is None
+        )
         self.scheme = parsed.scheme
+        self.limits = limits
         self.version = version
 
     def __repr__(self) -> str:
@@ -148,17 +174,20 @@ class Snapshot:
         version: int = 0,
         fractional: Scheme | str = Scheme.V3,
         overrides: Mapping[str, Override] | None = None,
+        limits: DefinitionLimits = DEFAULT_LIMITS,
     ) -> Snapshot:
         """Validate and compile a definitions document; DefinitionError lists every problem.
 
         Overrides for flags the document lacks are kept (they apply if the flag returns);
-        an override naming a variant the flag lacks is refused.
+        an override naming a variant the flag lacks is refused. ``limits`` bounds each
+        rule: one over a limit disables its flag and is listed in ``problems``.
         """
         with _gc_paused():
             document = _own_copy(document)
-            parsed = parse_document(document, scheme=fractional)
-            base = {d.key: compile_flag(d, parsed.scheme) for d in parsed.flags}
-            return cls._with(base, parsed, document, dict(overrides or {}), version)
+            parsed = parse_document(document, scheme=fractional, limits=limits)
+            cost = limits.max_rule_cost
+            base = {d.key: compile_flag(d, parsed.scheme, cost) for d in parsed.flags}
+            return cls._with(base, parsed, document, dict(overrides or {}), version, limits)
 
     @classmethod
     def _with(
@@ -168,6 +197,7 @@ class Snapshot:
         document: Mapping[str, Any],
         overrides: dict[str, Override],
         version: int,
+        limits: DefinitionLimits = DEFAULT_LIMITS,
     ) -> Snapshot:
         flags = base
         if overrides:
@@ -183,12 +213,16 @@ class Snapshot:
             for k, ov in overrides.items():
                 if k in base:
                     flags[k] = apply_override(base[k], ov, parsed.scheme)
-        return cls(base, flags, parsed, document, MappingProxyType(overrides), version)
+        return cls(base, flags, parsed, document, MappingProxyType(overrides), version, limits)
 
     def with_document(self, document: Mapping[str, Any], version: int) -> Snapshot:
-        """New definitions, same overrides (a push never undoes a kill)."""
+        """New definitions, same overrides (a push never undoes a kill), same limits."""
         return Snapshot.build(
-            document, version=version, fractional=self.scheme, overrides=self.overrides
+            document,
+            version=version,
+            fractional=self.scheme,
+            overrides=self.overrides,
+            limits=self.limits,
         )
 
     def with_overrides(self, changes: Mapping[str, Override | None], version: int) -> Snapshot:
@@ -223,6 +257,7 @@ class Snapshot:
         snap.overrides = MappingProxyType(overrides)
         snap.problems = self.problems
         snap.scheme = self.scheme
+        snap.limits = self.limits
         snap.version = version
         return snap
 

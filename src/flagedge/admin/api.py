@@ -85,8 +85,8 @@ def _need(request: web.Request, role: Role) -> str:
 def _done(env: str, done: writes.Outcome, noop: str) -> dict[str, Any]:
     if done is None:
         return {"ok": True, "changed": False, "env": env, "message": noop}
-    plan, result = done
-    return {
+    plan, result = done.plan, done.result
+    answer: dict[str, Any] = {
         "ok": True,
         "changed": True,
         "env": env,
@@ -96,6 +96,10 @@ def _done(env: str, done: writes.Outcome, noop: str) -> dict[str, Any]:
         "flag": plan.write.flag or None,
         "summary": plan.summary,
     }
+    if done.ignored:  # heartbeats claiming versions beyond reason: left out of the floor
+        answer["redis_version"] = plan.write.expected
+        answer["ignored_edges"] = [{"id": e.id, "version": e.version} for e in done.ignored]
+    return answer
 
 
 # -- reads -----------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 store/writes.py, the one write path) and get, status, audit (reads).
 
 Every command takes the Redis connection settings (config.REDIS) and --json; the writes
-also take --actor (config.WRITES) and --wait/--timeout. Exit codes are errors.ExitCode:
-1 not converged in time (or the version kept moving), 2 invalid input, 3 Redis unreachable.
+also take --actor (config.WRITES), the definition limits they validate with
+(config.DEFINITION_LIMITS) and --wait/--timeout. Exit codes are errors.ExitCode: 1 not
+converged in time (or the version kept moving, or no edge reports at all), 2 invalid input,
+3 Redis unreachable.
 
 With --admin URL (FLAGEDGE_ADMIN_URL) and a token, every command goes through the admin
 service's API instead (cli/remote.py): the same output and exit codes, no Redis credentials
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import socket
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -26,15 +29,15 @@ from typing import Any
 import orjson
 
 from .. import config
+from ..definitions import DEFAULT_LIMITS, DefinitionLimits
 from ..errors import ConfigError, ExitCode, Refusal
 from ..store import writes
 from ..store.file import load_document
-from ..store.plane import WriteResult
 from ..store.redis import AuditEntry, RedisAdmin, parse_target
 from .common import out, settings
 from .remote import Remote, connect_remote, use_admin
 
-Outcome = tuple[writes.Plan, WriteResult] | None
+Outcome = writes.Done | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,34 +49,48 @@ class Done:
     flag: str | None
     version: int
     ts_ms: int
+    # heartbeats left out of the version floor (a version beyond reason): (id, version)
+    ignored: tuple[tuple[str, int], ...] = ()
+    redis_version: int = 0  # Redis's version the write went above, for the warning
 
 
 class Local:
     """The commands' store: Redis, through store/writes.py."""
 
-    def __init__(self, admin: RedisAdmin, env: str) -> None:
-        self.admin, self.env = admin, env
+    def __init__(
+        self, admin: RedisAdmin, env: str, limits: DefinitionLimits = DEFAULT_LIMITS
+    ) -> None:
+        self.admin, self.env, self.limits = admin, env, limits
 
     @staticmethod
     def _done(outcome: Outcome) -> Done | None:
         if outcome is None:
             return None
-        plan, result = outcome
+        plan, result = outcome.plan, outcome.result
         return Done(
-            plan.summary, plan.write.action, plan.write.flag or None, result.version, result.ts_ms
+            plan.summary,
+            plan.write.action,
+            plan.write.flag or None,
+            result.version,
+            result.ts_ms,
+            tuple((e.id, e.version) for e in outcome.ignored),
+            plan.write.expected,
         )
 
     def push(self, document: Any, actor: str, force: bool, source: str) -> Done | None:
-        return self._done(writes.push(self.admin, document, actor, force=force, source=source))
+        done = writes.push(
+            self.admin, document, actor, force=force, source=source, limits=self.limits
+        )
+        return self._done(done)
 
     def kill(self, flag: str, variant: str | None, actor: str) -> Done | None:
-        return self._done(writes.kill(self.admin, flag, variant, actor))
+        return self._done(writes.kill(self.admin, flag, variant, actor, self.limits))
 
     def restore(self, flag: str, actor: str) -> Done | None:
-        return self._done(writes.restore(self.admin, flag, actor))
+        return self._done(writes.restore(self.admin, flag, actor, self.limits))
 
     def rollout(self, flag: str, percent: float, variant: str | None, actor: str) -> Done | None:
-        return self._done(writes.rollout(self.admin, flag, percent, variant, actor))
+        return self._done(writes.rollout(self.admin, flag, percent, variant, actor, self.limits))
 
     def edges(self) -> tuple[int, list[dict[str, Any]]]:
         version = self.admin.version()
@@ -113,6 +130,8 @@ class Through:
             answer.get("flag"),
             answer["version"],
             answer["written_ms"],
+            tuple((e["id"], e["version"]) for e in answer.get("ignored_edges") or ()),
+            int(answer.get("redis_version") or 0),
         )
 
     def push(self, document: Any, actor: str, force: bool, source: str) -> Done | None:
@@ -166,14 +185,23 @@ class Through:
 Backend = Local | Through
 
 
-def wait_edges(backend: Backend, version: int, timeout: float) -> tuple[bool, list[dict[str, Any]]]:
-    """Poll until every live edge reports ``version`` or later (or time is up)."""
+def applied(row: dict[str, Any], version: int, redis_version: int) -> bool:
+    """Whether an edge (a row of ``Backend.edges``) applied the write that made ``version``:
+    it reports that version or a later one Redis holds (store/writes.py's ``applied``)."""
+    return bool(version <= row["version"] <= max(version, redis_version))
+
+
+def wait_edges(
+    backend: Backend, version: int, timeout: float
+) -> tuple[bool, int, list[dict[str, Any]]]:
+    """Poll until every live edge has applied ``version`` (or time is up): (converged,
+    Redis's version, the edges). No live edge is no convergence."""
     deadline = time.monotonic() + timeout
     while True:
-        _, rows = backend.edges()
-        done = all(r["version"] >= version for r in rows)
+        current, rows = backend.edges()
+        done = bool(rows) and all(applied(r, version, current) for r in rows)
         if done or time.monotonic() >= deadline:
-            return done, rows
+            return done, current, rows
         time.sleep(0.02)
 
 
@@ -208,6 +236,10 @@ def _actor(args: argparse.Namespace) -> str:
     return str(settings(args, [config.WRITES])["actor"] or default_actor())
 
 
+def _limits(args: argparse.Namespace) -> DefinitionLimits:
+    return config.definition_limits(settings(args, [config.DEFINITION_LIMITS]))
+
+
 def _report(args: argparse.Namespace, backend: Backend, done: Done | None, noop: str) -> int:
     """Print what a write did (and, with --wait, each edge applying it)."""
     env = backend.env
@@ -225,8 +257,12 @@ def _report(args: argparse.Namespace, backend: Backend, done: Done | None, noop:
     }
     text = f"{done.summary} in env {env!r}: version {done.version}"
     code = ExitCode.OK
+    if done.ignored:
+        note = writes.ignored_note(done.ignored, done.redis_version)
+        body["ignored_edges"] = [{"id": i, "version": v} for i, v in done.ignored]
+        print(f"flagedge: warning: {note}", file=sys.stderr)
     if args.wait:
-        converged, edges = wait_edges(backend, done.version, args.timeout)
+        converged, current, edges = wait_edges(backend, done.version, args.timeout)
         written = done.ts_ms / 1000
         body["converged"] = converged
         body["edges"] = [
@@ -234,23 +270,29 @@ def _report(args: argparse.Namespace, backend: Backend, done: Done | None, noop:
                 "id": e["id"],
                 "version": e["version"],
                 "applied_ms": round((e["applied_at"] - written) * 1000, 3)
-                if e["version"] >= done.version
+                if applied(e, done.version, current)
                 else None,
             }
             for e in edges
         ]
         lines = [text]
         for e in edges:
-            if e["version"] >= done.version:
+            if applied(e, done.version, current):
                 took = (e["applied_at"] - written) * 1000
                 later = "" if e["version"] == done.version else f" (now at {e['version']})"
                 lines.append(f"  {e['id']}: applied in {took:.1f} ms{later}")
+            elif e["version"] > current:
+                lines.append(
+                    f"  {e['id']}: NOT applied: reports version {e['version']}, which Redis "
+                    f"(at {current}) never held"
+                )
             else:
                 lines.append(f"  {e['id']}: still at version {e['version']}")
         if not edges:
-            lines.append("  (no live edges)")
+            lines.append(f"  no edge reports for env {env!r}: nothing applied it")
         if not converged:
-            lines.append(f"not every edge applied it within {args.timeout:g} s")
+            if edges:
+                lines.append(f"not every edge applied it within {args.timeout:g} s")
             code = ExitCode.FAILED
         text = "\n".join(lines)
     out(args, body, text)
@@ -258,7 +300,7 @@ def _report(args: argparse.Namespace, backend: Backend, done: Done | None, noop:
 
 
 def cmd_push(args: argparse.Namespace, backend: Backend) -> int:
-    document = load_document(args.file)
+    document = load_document(args.file, _limits(args).max_bytes)
     done = backend.push(document, _actor(args), args.force, str(args.file))
     return _report(args, backend, done, "definitions unchanged; nothing written")
 
@@ -311,18 +353,23 @@ def cmd_status(args: argparse.Namespace, backend: Backend) -> int:
     deadline = time.monotonic() + args.timeout
     while True:
         version, rows = backend.edges()
-        converged = all(r["converged"] for r in rows)
+        # No edge reporting is no convergence (a typo in --env looks just like it).
+        converged = bool(rows) and all(r["converged"] for r in rows)
         if converged or not args.wait or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
-    lines = [
-        f"env {env!r}: Redis at version {version}, {len(rows)} live edge(s), "
-        + ("all converged" if converged else "NOT converged")
-    ]
+    if rows:
+        verdict = "all converged" if converged else "NOT converged"
+        head = f"env {env!r}: Redis at version {version}, {len(rows)} live edge(s), {verdict}"
+    else:
+        head = f"env {env!r}: Redis at version {version}; no edge reports for env {env!r}"
+    lines = [head]
     for r in rows:
         state = (
             "converged"
             if r["converged"]
+            else "far beyond any version Redis held (writes do not believe it)"
+            if r.get("beyond_reason")
             else "ahead of Redis (Redis lost state: push to re-seed)"
             if r["ahead_of_redis"]
             else f"{r['behind']} behind"
@@ -364,7 +411,7 @@ def backend_for(resolved: config.Settings) -> Backend:
     if use_admin(resolved):
         return Through(connect_remote(resolved))
     admin, env = connect(resolved)
-    return Local(admin, env)
+    return Local(admin, env, config.definition_limits(resolved))
 
 
 def _run(command: Command, groups: list[config.Group]) -> Callable[[argparse.Namespace], int]:
@@ -388,7 +435,7 @@ def _percent(text: str) -> float:
 def add_commands(sub: Any) -> None:
     """Add the control-plane commands to the ``flagedge`` subparsers."""
     reads = [config.REDIS]
-    writes_ = [config.REDIS, config.WRITES]
+    writes_ = [config.REDIS, config.WRITES, config.DEFINITION_LIMITS]
 
     def command(
         name: str, help: str, fn: Command, groups: list[config.Group]

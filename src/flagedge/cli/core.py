@@ -26,18 +26,21 @@ def bundled_flags_path() -> Path:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    fractional = settings(args, [config.DEFINITIONS])["fractional"]
+    resolved = settings(args, [config.DEFINITIONS, config.DEFINITION_LIMITS])
+    limits = config.definition_limits(resolved)
     path = args.file
     snap: Snapshot | None = None
     try:
-        snap = Snapshot.build(load_document(path), fractional=fractional)
+        document = load_document(path, limits.max_bytes)
+        snap = Snapshot.build(document, fractional=resolved["fractional"], limits=limits)
         problems = snap.problems
         fatal = False
     except DefinitionError as exc:
         problems = exc.problems
         fatal = any(p.fatal for p in problems)
     if problems:
-        verdict = "rejected" if fatal else "loads, but some flags will resolve PARSE_ERROR"
+        # Soft problems: a flag answers PARSE_ERROR, or a rule answers null or GENERAL.
+        verdict = "rejected" if fatal else "loads, but some flags will not answer as written"
         text = "\n".join(
             [f"{path}: {len(problems)} problem(s); {verdict}", *(f"  {p}" for p in problems)]
         )
@@ -53,7 +56,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    fractional = settings(args, [config.DEFINITIONS])["fractional"]
+    resolved = settings(args, [config.DEFINITIONS, config.DEFINITION_LIMITS])
+    fractional, limits = resolved["fractional"], config.definition_limits(resolved)
     path = args.flags or bundled_flags_path()
     try:
         context = orjson.loads(args.context) if args.context else {}
@@ -62,7 +66,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not isinstance(context, dict):
         raise Refusal("--context must be a JSON object")
     try:
-        snap = Snapshot.build(load_document(path), fractional=fractional)
+        document = load_document(path, limits.max_bytes)
+        snap = Snapshot.build(document, fractional=fractional, limits=limits)
     except DefinitionError as exc:
         raise Refusal(f"{path} is invalid", problems=exc.problems) from None
     flag_type = FlagType(args.type) if args.type else None
@@ -75,7 +80,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("validate", help="check a definitions file and list every problem")
     p.add_argument("file", type=Path, help="the definitions file (JSON or YAML)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    config.add_options(p, [config.DEFINITIONS])
+    config.add_options(p, [config.DEFINITIONS, config.DEFINITION_LIMITS])
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("eval", help="evaluate one flag for a context and print the resolution")
@@ -86,5 +91,5 @@ def add_commands(sub: Any) -> None:
         "--type", choices=[t.value for t in FlagType], help="the type the caller expects"
     )
     p.add_argument("--now", type=int, help="Unix seconds for $flagd.timestamp (default: now)")
-    config.add_options(p, [config.DEFINITIONS])
+    config.add_options(p, [config.DEFINITIONS, config.DEFINITION_LIMITS])
     p.set_defaults(func=cmd_eval)

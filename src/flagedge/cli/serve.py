@@ -11,7 +11,16 @@ from ..serve import ServeConfig, run
 from ..serve.config import WORKER_CONFIG_ENV
 from .common import settings
 
-GROUPS = [config.SERVE, config.HTTP, config.SECURITY, config.EDGE, config.REDIS, config.LOGGING]
+GROUPS = [
+    config.SERVE,
+    config.HTTP,
+    config.SECURITY,
+    config.LIMITS,
+    config.DEFINITION_LIMITS,
+    config.EDGE,
+    config.REDIS,
+    config.LOGGING,
+]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
+from ..definitions import DefinitionLimits
 from ..errors import DefinitionError, ExitCode, Refusal
 from ..lifecycle import StaleReport, Usage, stale_report
 from ..snapshot import Snapshot
@@ -21,9 +22,9 @@ from .control import connect
 from .remote import connect_remote, use_admin
 
 
-def _from_file(path: Path) -> Snapshot:
+def _from_file(path: Path, limits: DefinitionLimits) -> Snapshot:
     try:
-        return Snapshot.build(load_document(path))
+        return Snapshot.build(load_document(path, limits.max_bytes), limits=limits)
     except DefinitionError as exc:
         raise Refusal(f"{path} is invalid", problems=exc.problems) from None
 
@@ -31,7 +32,7 @@ def _from_file(path: Path) -> Snapshot:
 def _from_redis(resolved: config.Settings, today: date, days: int) -> tuple[Snapshot, Usage]:
     admin, _env = connect(resolved)
     try:
-        return stale_inputs(admin, today, days)
+        return stale_inputs(admin, today, days, config.definition_limits(resolved))
     finally:
         admin.close()
 
@@ -46,7 +47,7 @@ def _today(text: str | None) -> date:
 
 
 def cmd_stale(args: argparse.Namespace) -> int:
-    resolved = settings(args, [config.REDIS, config.ADMIN_CLIENT])
+    resolved = settings(args, [config.REDIS, config.DEFINITION_LIMITS, config.ADMIN_CLIENT])
     today = _today(args.today)
     days = args.days
     if not 1 <= days <= USAGE_RETENTION_DAYS:
@@ -59,8 +60,8 @@ def cmd_stale(args: argparse.Namespace) -> int:
         out(args, report.to_json(), "\n".join(report.lines()))
         return ExitCode.FAILED if report.candidates and args.fail else ExitCode.OK
     if args.flags is not None:
-        snap, source = _from_file(args.flags), str(args.flags)
-    elif resolved["redis"] or resolved["sentinel"]:
+        snap, source = _from_file(args.flags, config.definition_limits(resolved)), str(args.flags)
+    elif config.redis_url(resolved) or resolved["sentinel"]:
         snap, usage = _from_redis(resolved, today, days)
         source = f"env {resolved['env']!r}"
     else:
@@ -77,7 +78,7 @@ def add_command(sub: Any) -> None:
         help="list removal candidates: expired toggles, unused flags, flags stuck on a variant",
     )
     p.add_argument("--flags", type=Path, metavar="FILE", help="definitions file (age rules only)")
-    config.add_options(p, [config.REDIS, config.ADMIN_CLIENT])
+    config.add_options(p, [config.REDIS, config.DEFINITION_LIMITS, config.ADMIN_CLIENT])
     p.add_argument(
         "--days",
         type=int,

@@ -3,7 +3,9 @@
 Built once from resolved settings (flagedge.config), checked there, and handed unchanged to
 every worker process (as JSON in an environment variable, so that secrets such as a Redis
 password never appear in a worker's command line). A new listener or source adds its fields
-here and its options to a group in flagedge.config; nothing else needs plumbing.
+here and its options to a group in flagedge.config; nothing else needs plumbing. The limits
+(config.LIMITS, config.DEFINITION_LIMITS) travel as ``limits`` (wire.Limits: requests,
+streams, connections) and ``definition_limits`` (definitions.DefinitionLimits).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 import orjson
 
 from .. import config
+from ..definitions import DefinitionLimits
 from ..errors import ConfigError
 from ..store.redis import Target, parse_target
+from ..wire import Limits
 
 # The supervisor hands a worker its configuration here (never on its command line).
 WORKER_CONFIG_ENV = "FLAGEDGE_WORKER_CONFIG"
@@ -35,7 +39,7 @@ def default_state_dir() -> Path:
 class RedisSource:
     """Where a Redis-fed edge reads its state, and how it keeps in step."""
 
-    url: str
+    url: str = dataclasses.field(repr=False)  # may hold a password
     env: str
     sentinel: str | None
     sentinel_master: str | None
@@ -136,6 +140,8 @@ class ServeConfig:
     log_format: str = "json"
     redis: RedisSource | None = None
     security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    definition_limits: DefinitionLimits = dataclasses.field(default_factory=DefinitionLimits)
     # Set by the supervisor for its workers: bind with SO_REUSEPORT, publish metrics to
     # metrics_dir under worker_index, never supervise.
     worker: bool = False
@@ -145,13 +151,14 @@ class ServeConfig:
     @classmethod
     def from_settings(cls, s: config.Settings) -> ServeConfig:
         redis = None
-        if s["redis"] or s["sentinel"]:
+        url = config.redis_url(s)
+        if url or s["sentinel"]:
             env = s["env"]
             if not env:
                 raise ConfigError("serve --redis needs --env NAME (or FLAGEDGE_ENV)")
             state_dir = Path(s["state_dir"]) if s["state_dir"] else default_state_dir()
             redis = RedisSource(
-                url=s["redis"] or "",
+                url=url or "",
                 env=env,
                 sentinel=s["sentinel"],
                 sentinel_master=s["sentinel_master"],
@@ -184,6 +191,21 @@ class ServeConfig:
             log_format=s["log_format"],
             redis=redis,
             security=SecurityConfig.from_settings(s),
+            limits=Limits(
+                max_message_bytes=s["max_message_bytes"],
+                max_batch_cells=s["max_batch_cells"],
+                max_context_depth=s["max_context_depth"],
+                max_context_bytes=s["max_context_bytes"],
+                max_context_keys=s["max_context_keys"],
+                max_keys=s["max_keys"],
+                max_streams=s["max_streams"],
+                max_streams_per_connection=s["max_streams_per_connection"],
+                max_connection_idle=s["max_connection_idle"],
+                keepalive_time=s["keepalive_time"],
+                min_ping_interval=s["min_ping_interval"],
+                max_ping_strikes=s["max_ping_strikes"],
+            ),
+            definition_limits=config.definition_limits(s),
         )
 
     # -- the hand-off to workers -------------------------------------------------------------
@@ -196,7 +218,15 @@ class ServeConfig:
         raw: dict[str, Any] = orjson.loads(data)
         redis = raw.pop("redis", None)
         security = SecurityConfig(**raw.pop("security", {}))
-        return cls(**raw, redis=None if redis is None else RedisSource(**redis), security=security)
+        limits = Limits(**raw.pop("limits", {}))
+        definition_limits = DefinitionLimits(**raw.pop("definition_limits", {}))
+        return cls(
+            **raw,
+            redis=None if redis is None else RedisSource(**redis),
+            security=security,
+            limits=limits,
+            definition_limits=definition_limits,
+        )
 
     def ports(self) -> dict[str, int]:
         """Every port this process listens on, by field (a disabled listener has none)."""

@@ -96,6 +96,7 @@ class GrpcListener:
             max_streams_per_token=config.security.max_streams_per_token,
             socket_path=socket_path,
             socket_mode=int(config.security.socket_mode, 8),
+            limits=config.limits,
         )
         self.port = self.running.port
         self.socket_path = socket_path

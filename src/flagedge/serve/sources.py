@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..definitions import DEFAULT_LIMITS, DefinitionLimits
 from ..errors import DefinitionError, FlagedgeError
 from ..logs import event
 from ..metrics import ServerMetrics
@@ -60,8 +61,8 @@ class Source(Protocol):
 
 def make_source(config: ServeConfig, metrics: ServerMetrics, server_id: str) -> Source:
     if config.redis is not None:
-        return RedisSource(config.redis, metrics, server_id)
-    return FileSource(config.flags, config.poll_interval, metrics)
+        return RedisSource(config.redis, metrics, server_id, config.definition_limits)
+    return FileSource(config.flags, config.poll_interval, metrics, config.definition_limits)
 
 
 # -- a file -------------------------------------------------------------------------------
@@ -108,7 +109,14 @@ class FileSource:
     """A definitions file, watched by polling its (device, inode, mtime, size), which also
     sees a replace-by-rename; the bundled example set when no file is given (not watched)."""
 
-    def __init__(self, flags: str | None, poll_interval: float, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        flags: str | None,
+        poll_interval: float,
+        metrics: ServerMetrics,
+        limits: DefinitionLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self.limits = limits
         self.watch = flags is not None
         self.name = flags if flags is not None else f"bundled:{BUNDLED}"
         self.poll_interval = poll_interval
@@ -121,9 +129,9 @@ class FileSource:
 
     def _load(self, previous: Snapshot | None) -> Snapshot:
         start = time.perf_counter()
-        document = load_document(self.path)
+        document = load_document(self.path, self.limits.max_bytes)
         if previous is None:
-            snap = Snapshot.build(document, version=1)
+            snap = Snapshot.build(document, version=1, limits=self.limits)
         else:
             snap = previous.with_document(document, previous.version + 1)
         self.metrics.compile_seconds = time.perf_counter() - start
@@ -202,12 +210,19 @@ class RedisSource:
     """An edge of the Redis control plane: EdgeSync keeps the holder on Redis's latest valid
     state (or the last-known-good file), and a UsageReporter sends evaluation counts."""
 
-    def __init__(self, settings: RedisSettings, metrics: ServerMetrics, edge_id: str) -> None:
+    def __init__(
+        self,
+        settings: RedisSettings,
+        metrics: ServerMetrics,
+        edge_id: str,
+        limits: DefinitionLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.limits = limits
         self.name = f"redis:{settings.env}"
         self.target = settings.target()
-        self.plane = RedisPlane(self.target, settings.env)
+        self.plane = RedisPlane(self.target, settings.env, max_bytes=limits.max_bytes)
         self.edge_id = edge_id
         self.sync: EdgeSync | None = None
         self.usage: UsageReporter | None = None
@@ -222,6 +237,7 @@ class RedisSource:
             edge_id=self.edge_id,
             lkg_path=Path(self.settings.lkg_file) if self.settings.lkg_file else None,
             check_interval=self.settings.check_interval,
+            limits=self.limits,
         )
         self.metrics.sync = self.sync
         await self.sync.start()

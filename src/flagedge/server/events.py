@@ -8,6 +8,11 @@ The holder calls subscribers in the installing thread, which may be a file watch
 thread or a store's listener; the hop onto the loop keeps every queue touched by one thread.
 Each Change carries the previous snapshot too, so a flagd stream can tell a new key (write)
 from a changed one (update) and a removed one (delete).
+
+A stream's queue is a Mailbox that holds at most one pending Change: changes that arrive
+before the stream takes the last one merge into it (the earliest previous snapshot, the
+latest current one, the union of keys), so that a client that stops reading costs one
+pending change and never a growing queue, and still hears every key that changed.
 """
 
 from __future__ import annotations
@@ -45,11 +50,45 @@ SHUTDOWN: Final = Shutdown()
 Event = Change | Shutdown
 
 
+class Mailbox:
+    """One stream's pending event: a Change (merged while not taken) or Shutdown."""
+
+    __slots__ = ("_pending", "_ready", "_shutdown")
+
+    def __init__(self) -> None:
+        self._pending: Change | None = None
+        self._shutdown = False
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, event: Event) -> None:
+        if isinstance(event, Shutdown):
+            self._shutdown = True
+        elif self._pending is None:
+            self._pending = event
+        else:
+            first = self._pending
+            self._pending = Change(first.previous, event.current, first.changed | event.changed)
+        self._ready.set()
+
+    def empty(self) -> bool:
+        return self._pending is None and not self._shutdown
+
+    async def get(self) -> Event:
+        """The pending change (then, once none is left, Shutdown), waiting for one."""
+        while self._pending is None and not self._shutdown:
+            self._ready.clear()
+            await self._ready.wait()
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            return event
+        return SHUTDOWN
+
+
 class ChangeHub:
     def __init__(self, holder: SnapshotHolder, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._last = holder.current
-        self._queues: set[asyncio.Queue[Event]] = set()
+        self._queues: set[Mailbox] = set()
         self._closed = False
         self._unsubscribe = holder.subscribe(self._on_install)
 
@@ -66,8 +105,8 @@ class ChangeHub:
             queue.put_nowait(event)
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[asyncio.Queue[Event]]:
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+    def subscribe(self) -> Iterator[Mailbox]:
+        queue = Mailbox()
         if self._closed:
             queue.put_nowait(SHUTDOWN)
         self._queues.add(queue)

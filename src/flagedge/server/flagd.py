@@ -12,12 +12,15 @@ value goes on the wire:
 Servicer methods are synchronous and thin; status.py wraps them and maps every raise.
 A caller limited to some flag prefixes (server/caller.py) resolves against its view of the
 snapshot: other flags are FLAG_NOT_FOUND, absent from ResolveAll and never announced on its
-EventStream.
+EventStream. A value the wire cannot carry (text with a lone surrogate, in a snapshot a
+library caller built) makes its own resolve GENERAL and is left out of ResolveAll; event
+data is cleaned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -34,7 +37,7 @@ from flagedge.server.caller import CALLER, Views, metadata_of
 from flagedge.server.events import ChangeHub, Shutdown
 from flagedge.server.selector import ALL, Selection, selection_from_metadata
 from flagedge.snapshot import SnapshotHolder
-from flagedge.wire import Limits, context_to_dict, fill_struct
+from flagedge.wire import Limits, clean_value, context_to_dict, fill_struct
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Clock = Callable[[], int]
@@ -244,10 +247,13 @@ def _resolve_method(
     def method(self: _Servicer, request: Any, context: Context) -> Any:
         resolution, selection = self.core.resolve(request, context, flag_type)
         out = response_type()
-        if _reply(out, resolution, selection, v1_rules=v1_rules) is not None:
-            set_value(out, resolution.value)
-        elif v1_rules and is_object:
-            out.value.SetInParent()  # v1's zero value for an object is an empty Struct
+        try:
+            if _reply(out, resolution, selection, v1_rules=v1_rules) is not None:
+                set_value(out, resolution.value)
+            elif v1_rules and is_object:
+                out.value.SetInParent()  # v1's zero value for an object is an empty Struct
+        except (UnicodeError, ValueError):  # a value the wire cannot carry
+            raise FlagdError(ErrorCode.GENERAL) from None
         return out
 
     method.__name__ = f"Resolve{flag_type.value.title()}"
@@ -293,7 +299,7 @@ class FlagdV2Servicer(_Servicer):
     ) -> AsyncIterator[v2.EventStreamResponse]:
         async for kind, data in self.core.events(context):
             message = v2.EventStreamResponse(type=kind)
-            fill_struct(message.data, data)
+            _fill_event(message.data, data)
             yield message
 
 
@@ -327,11 +333,15 @@ class FlagdV1Servicer(_Servicer):
             if resolution.value is None and resolution.reason is Reason.DEFAULT:
                 continue
             flag = snap.flags[resolution.key]
-            entry = out.flags[resolution.key]
-            entry.reason = resolution.reason.value
-            entry.variant = resolution.variant or ""
-            _set_any(entry, flag.kind, resolution.value)
-            fill_struct(entry.metadata, FlagdCore.metadata(resolution, selection))
+            try:
+                entry = out.flags[resolution.key]
+                entry.reason = resolution.reason.value
+                entry.variant = resolution.variant or ""
+                _set_any(entry, flag.kind, resolution.value)
+                fill_struct(entry.metadata, FlagdCore.metadata(resolution, selection))
+            except (UnicodeError, ValueError):  # left out: one flag cannot fail the rest
+                with contextlib.suppress(UnicodeError, ValueError, KeyError):
+                    del out.flags[resolution.key]
         return out
 
     async def EventStream(
@@ -339,8 +349,16 @@ class FlagdV1Servicer(_Servicer):
     ) -> AsyncIterator[v1.EventStreamResponse]:
         async for kind, data in self.core.events(context):
             message = v1.EventStreamResponse(type=kind)
-            fill_struct(message.data, data)
+            _fill_event(message.data, data)
             yield message
+
+
+def _fill_event(target: Any, data: Mapping[str, Any]) -> None:
+    try:
+        fill_struct(target, data)
+    except (UnicodeError, ValueError):  # a flag key the wire cannot carry: cleaned
+        target.Clear()
+        fill_struct(target, clean_value(data))
 
 
 def _set_any(entry: v1.AnyFlag, kind: ValueKind, value: Any) -> None:

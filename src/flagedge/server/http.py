@@ -25,9 +25,41 @@ from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 
+from flagedge.logs import Throttle
+
 log = logging.getLogger("flagedge.server")
+
+
+class _ClientFaults(logging.Filter):
+    """aiohttp logs a request it cannot parse (garbage, a bad header) at error level with a
+    traceback, once per request: abuse would flood the log. Such a request already got its
+    400; say so in one warning line without a traceback, at most every 10 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines = Throttle(10.0)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        left_out = self.lines.allow("bad_request")
+        if left_out is None:
+            return False
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "refused a request that is not HTTP it can read (%s)%s"
+        record.args = (
+            type(exc).__name__,
+            f"; {left_out} more since the last line" if left_out else "",
+        )
+        record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_ClientFaults())
 
 Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 

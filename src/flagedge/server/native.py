@@ -11,17 +11,21 @@ built once per snapshot and reused until the snapshot changes.
 A caller whose token is limited to some flag prefixes (server/caller.py) is served a view of
 the snapshot holding only those flags: the others answer FLAG_NOT_FOUND, are absent from
 EvaluateAll and from EvaluateBatch's default keys, and never appear in its Watch events.
+
+A request names at most ``max_keys`` flags (a key named twice is evaluated once). A value
+the wire cannot carry (text with a lone surrogate, in a snapshot a library caller built)
+fails only its own result, never the answer around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
 
 from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
-from flagedge.errors import DeadlineExpired, RequestError
+from flagedge.errors import DeadlineExpired, LimitExceeded
 from flagedge.metrics import EvaluationCounter
 from flagedge.model import Resolution
 from flagedge.server.caller import CALLER, Views
@@ -33,6 +37,8 @@ from flagedge.wire import (
     REASON_TO_WIRE,
     TYPE_FROM_WIRE,
     Limits,
+    clean_text,
+    clean_value,
     context_to_dict,
     fill_struct,
     set_value,
@@ -42,6 +48,35 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def fill_result(out: pb.Result, resolution: Resolution) -> None:
+    """Put ``resolution`` into ``out``; text the wire cannot carry is cleaned, and should
+    that fail too, ``out`` says GENERAL instead of failing the call."""
+    try:
+        _fill(out, resolution)
+    except (UnicodeError, ValueError, TypeError):
+        out.Clear()
+        try:
+            _fill(out, _cleaned(resolution))
+        except (UnicodeError, ValueError, TypeError):
+            out.Clear()
+            out.key = clean_text(resolution.key)
+            out.reason = pb.REASON_ERROR
+            out.error_code = pb.ERROR_CODE_GENERAL
+            out.error_message = "the answer cannot be sent"
+
+
+def _cleaned(r: Resolution) -> Resolution:
+    return Resolution(
+        clean_text(r.key),
+        clean_value(r.value),
+        None if r.variant is None else clean_text(r.variant),
+        r.reason,
+        r.error_code,
+        None if r.error_message is None else clean_text(r.error_message),
+        clean_value(dict(r.metadata)),
+    )
+
+
+def _fill(out: pb.Result, resolution: Resolution) -> None:
     out.key = resolution.key
     if resolution.value is not None:
         set_value(out.value, resolution.value)
@@ -106,7 +141,7 @@ class NativeServicer:
     ) -> pb.EvaluateAllResponse:
         snap = self.views.of(current(self.holder))
         user_context = context_to_dict(request.context, self.limits)
-        keys = list(request.keys) or None
+        keys = self._keys(request.keys) or None
         out = pb.EvaluateAllResponse(snapshot_version=snap.version)
         results = out.results
         resolutions = snap.evaluate_all(user_context, self.clock(), keys=keys)
@@ -123,12 +158,14 @@ class NativeServicer:
             raise DeadlineExpired
         base = current(self.holder)
         snap = self.views.of(base)
+        self._keys(request.flag_keys, dedupe=False)  # the answer has a column per key named
         keys = tuple(request.flag_keys) or snap.keys
         cells = len(keys) * len(request.contexts)
         if cells > self.limits.max_batch_cells:
-            raise RequestError(
+            raise LimitExceeded(
                 f"batch of {len(keys)} flags x {len(request.contexts)} contexts is {cells} "
-                f"cells, over the limit of {self.limits.max_batch_cells}"
+                f"cells, over the limit of {self.limits.max_batch_cells}",
+                "max-batch-cells",
             )
         limits = self.limits
         contexts = [context_to_dict(c, limits) for c in request.contexts]
@@ -144,6 +181,16 @@ class NativeServicer:
         out.flags.extend(self._flag_tables(base, snap, batch))
         out.variant_index.extend(batch.variant_index)
         return out
+
+    def _keys(self, keys: Sequence[str], *, dedupe: bool = True) -> list[str]:
+        """The keys a request names, at most max_keys of them; each once, in first-named
+        order (EvaluateAll, Watch), or as named (EvaluateBatch: a column per key)."""
+        if len(keys) > self.limits.max_keys:
+            raise LimitExceeded(
+                f"request names {len(keys)} flag keys, over the limit of {self.limits.max_keys}",
+                "max-keys",
+            )
+        return list(dict.fromkeys(keys)) if dedupe else list(keys)
 
     def _flag_tables(
         self, base: Snapshot, snap: Snapshot, batch: BatchResult
@@ -161,9 +208,12 @@ class NativeServicer:
             # it cannot see has an empty table here and a full one in the cache.
             table = cache.tables.get(key) if key in flags else None
             if table is None:
-                table = pb.FlagTable(key=key, variants=batch.variant_tables[i])
-                for value in batch.value_tables[i]:
-                    set_value(table.values.add(), value)
+                try:
+                    table = _flag_table(key, batch.variant_tables[i], batch.value_tables[i])
+                except (UnicodeError, ValueError, TypeError):
+                    variants = [clean_text(v) for v in batch.variant_tables[i]]
+                    values = [clean_value(v) for v in batch.value_tables[i]]
+                    table = _flag_table(clean_text(key), variants, values)
                 if key in flags:
                     cache.tables[key] = table
             tables.append(table)
@@ -172,7 +222,7 @@ class NativeServicer:
     async def Watch(
         self, request: pb.WatchRequest, context: Context
     ) -> AsyncIterator[pb.WatchEvent]:
-        wanted = frozenset(request.keys)
+        wanted = frozenset(self._keys(request.keys))
         who = CALLER.get()
         with self.hub.subscribe() as queue:
             snap = current(self.holder)
@@ -189,8 +239,18 @@ class NativeServicer:
                 if changed and who.flags:
                     changed = frozenset(k for k in changed if who.sees(k))
                 if changed:
-                    yield pb.WatchEvent(
-                        snapshot_version=event.current.version,
-                        changed_keys=sorted(changed),
-                        server_id=self.server_id,
-                    )
+                    names = sorted(changed)
+                    try:
+                        message = pb.WatchEvent(changed_keys=names)
+                    except (UnicodeError, ValueError):
+                        message = pb.WatchEvent(changed_keys=[clean_text(k) for k in names])
+                    message.snapshot_version = event.current.version
+                    message.server_id = self.server_id
+                    yield message
+
+
+def _flag_table(key: str, variants: Sequence[str], values: Sequence[Any]) -> pb.FlagTable:
+    table = pb.FlagTable(key=key, variants=variants)
+    for value in values:
+        set_value(table.values.add(), value)
+    return table

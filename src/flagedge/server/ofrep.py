@@ -45,7 +45,7 @@ from flagedge.definitions import quote
 from flagedge.errors import PermissionDenied, Unauthenticated
 from flagedge.metrics import ServerMetrics
 from flagedge.model import ErrorCode, Resolution
-from flagedge.server.events import Change, ChangeHub, Shutdown
+from flagedge.server.events import Change, ChangeHub, Mailbox, Shutdown
 from flagedge.server.http import (
     BodyError,
     HttpLimits,
@@ -498,7 +498,7 @@ class OfrepService:
         return response
 
     async def _follow(
-        self, response: web.StreamResponse, queue: asyncio.Queue[Any], identity: Identity
+        self, response: web.StreamResponse, queue: Mailbox, identity: Identity
     ) -> None:
         while True:
             try:

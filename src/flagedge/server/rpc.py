@@ -71,9 +71,11 @@ class RunningServer:
         server_id: str,
         metrics: ServerMetrics | None = None,
         socket_path: str | None = None,
+        guard: status.Guard | None = None,
     ) -> None:
         self.metrics = metrics or ServerMetrics()
         self.socket_path = socket_path
+        self.guard = guard or status.Guard(Limits().max_streams)  # open streams, limit lines
         self.server = server
         self.port = port
         self.hub = hub
@@ -116,26 +118,29 @@ def _handlers(
     bidi: dict[str, tuple[Callable[..., Any], Any, Any]],
     max_bytes: int,
     metrics: ServerMetrics,
+    guard: status.Guard,
     gate: Gate | None = None,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for name, (fn, req, resp) in unary.items():
+        method = f"{service}/{name}"
         methods[name] = grpc.unary_unary_rpc_method_handler(
-            status.unary(metrics.timed(f"{service}/{name}", fn), gate),
+            status.unary(metrics.timed(method, fn), method, guard, gate),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=_serializer(resp),
         )
     for name, (fn, req, resp) in server_streams.items():
+        method = f"{service}/{name}"
         methods[name] = grpc.unary_stream_rpc_method_handler(
-            metrics.streaming(f"{service}/{name}", status.server_stream(fn, gate)),
+            metrics.streaming(method, status.server_stream(fn, method, guard, gate)),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=_serializer(resp),
         )
     for name, (fn, req, resp) in bidi.items():
+        method = f"{service}/{name}"
         methods[name] = grpc.stream_stream_rpc_method_handler(
             metrics.streaming(
-                f"{service}/{name}",
-                status.bidi_stream(metrics.timed(f"{service}/{name}", fn), gate),
+                method, status.bidi_stream(metrics.timed(method, fn), method, guard, gate)
             ),
             request_deserializer=status.deserializer(req, max_bytes),
             response_serializer=_serializer(resp),
@@ -149,6 +154,7 @@ def _flagd_handlers(
     module: Any,
     max_bytes: int,
     metrics: ServerMetrics,
+    guard: status.Guard,
     gate: Gate | None,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     unary = {
@@ -161,10 +167,10 @@ def _flagd_handlers(
     }
     if isinstance(servicer, FlagdV1Servicer):
         unary["ResolveAll"] = (servicer.ResolveAll, v1.ResolveAllRequest, v1.ResolveAllResponse)
-    streams = {
+    events = {
         "EventStream": (servicer.EventStream, module.EventStreamRequest, module.EventStreamResponse)
     }
-    return _handlers(service, unary, streams, {}, max_bytes, metrics, gate)
+    return _handlers(service, unary, events, {}, max_bytes, metrics, guard, gate)
 
 
 async def start_server(
@@ -199,20 +205,17 @@ async def start_server(
     makes every evaluation call present a token with scope ``evaluate``, and limits each
     token name to ``max_streams_per_token`` open streaming calls (0: no limit).
     ``socket_path`` also serves on that Unix socket, made ``socket_mode`` (0660 or 0600).
+    ``limits`` (wire.Limits) bounds requests, streams and connections.
     """
     limits = limits or Limits()
     server_id = server_id or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
     loop = asyncio.get_running_loop()
     hub = ChangeHub(holder, loop)
-    transport = limits.transport_limit()
     server = grpc.aio.server(
-        options=[
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ("grpc.max_receive_message_length", transport),
-            ("grpc.max_send_message_length", transport),
-        ]
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0), *limits.grpc_options(), *_PENDING]
     )
     max_bytes = limits.max_message_bytes
+    guard = status.Guard(limits.max_streams)
 
     metrics = metrics or ServerMetrics()
     metrics.bind(holder)
@@ -267,10 +270,15 @@ async def start_server(
                 },
                 max_bytes,
                 metrics,
+                guard,
                 gate,
             ),
-            _flagd_handlers(FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes, metrics, gate),
-            _flagd_handlers(FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes, metrics, gate),
+            _flagd_handlers(
+                FLAGD_V2_SERVICE, FlagdV2Servicer(core), v2, max_bytes, metrics, guard, gate
+            ),
+            _flagd_handlers(
+                FLAGD_V1_SERVICE, FlagdV1Servicer(core), v1, max_bytes, metrics, guard, gate
+            ),
         ]
     )
 
@@ -300,7 +308,9 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     metrics.start()
-    return RunningServer(server, bound, hub, health_servicer, server_id, metrics, socket_path)
+    return RunningServer(
+        server, bound, hub, health_servicer, server_id, metrics, socket_path, guard
+    )
 
 
 def _bind_socket(server: grpc.aio.Server, path: str, mode: int) -> None:
@@ -338,9 +348,10 @@ _SYNC_KEEPALIVE = (
 # Calls that arrived but wait for the server loop to take them. Above grpc's soft limit (1,000)
 # it cancels a growing share of new calls at random, and every provider reconnecting at once
 # after an edge restart is such a burst (2,000 SyncFlags calls at once lost about one in ten,
-# measured); a cancelled provider waits out its backoff (12 s by default) before it retries.
-# A stream costs little once taken, so the sync server accepts much larger bursts.
-_SYNC_PENDING = (
+# measured); a cancelled provider waits out its backoff (12 s by default) before it retries,
+# and a burst of unary calls while the loop is briefly busy lost calls the same way (the soak
+# benchmark). A call costs little once taken: both servers accept much larger bursts.
+_PENDING = (
     ("grpc.server.max_pending_requests", 10_000),
     ("grpc.server.max_pending_requests_hard_limit", 30_000),
 )
@@ -392,17 +403,23 @@ async def start_sync_server(
     limited to flag prefixes is sent only those flags' rules.
     """
     limits = limits or Limits()
-    transport = limits.transport_limit()
+    # The connection limits of every listener, but flagd's keepalive policy and no send limit
+    # of our own (the whole configuration travels in one message).
+    overridden = {
+        "grpc.max_send_message_length",
+        "grpc.http2.min_ping_interval_without_data_ms",
+        "grpc.keepalive_permit_without_calls",
+    }
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ("grpc.max_receive_message_length", transport),
-            # The whole configuration travels in one message: no send limit of our own.
+            *(o for o in limits.grpc_options() if o[0] not in overridden),
             ("grpc.max_send_message_length", -1),
             *_SYNC_KEEPALIVE,
-            *_SYNC_PENDING,
+            *_PENDING,
         ]
     )
+    guard = status.Guard(limits.max_streams)
     metrics = metrics or ServerMetrics()
     gate = None
     if authorize is not None:
@@ -427,6 +444,7 @@ async def start_sync_server(
                 {},
                 limits.max_message_bytes,
                 metrics,
+                guard,
                 gate,
             )
         ]

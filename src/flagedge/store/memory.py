@@ -1,8 +1,9 @@
 """The in-memory twin of the control plane's store, for unit tests of the edge.
 
 It keeps what Redis keeps (store/plane.py) in dicts and applies a Write with the Lua
-script's semantics (store/redis.py), so a test can drive an EdgeSync through duplicates,
-gaps, garbage and outages without a redis-server. Integration tests use the real one.
+script's semantics (store/redis.py: the version bound, the change record), so a test can
+drive an EdgeSync through duplicates, gaps, garbage, forged messages and outages without a
+redis-server. Integration tests use the real one.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
 
-from ..errors import StoreUnavailable
+from ..errors import DefinitionError, Problem, StoreUnavailable
 from .plane import (
+    MAX_VERSION,
+    ChangeCheck,
     ChangeKind,
     ChangeMessage,
     Heartbeat,
@@ -39,6 +42,7 @@ class MemoryPlane:
         self.version_ = 0
         self.definitions: bytes | None = None
         self.overrides: dict[str, bytes] = {}
+        self.change: bytes | None = None  # the message the last write published
         self.audit: list[dict[str, str]] = []
         self.heartbeats: dict[str, Heartbeat] = {}
         self.usage: dict[str, dict[bytes, int]] = {}  # day -> usage hash
@@ -66,6 +70,10 @@ class MemoryPlane:
         self._check()
         if self.version_ != w.expected:
             return WriteResult(False, self.version_)
+        if max(self.version_, w.floor) >= MAX_VERSION:
+            raise DefinitionError(
+                [Problem("version", "the next version would pass 2^53-1; nothing written")]
+            )
         reseeded = w.floor > self.version_
         self.version_ = max(self.version_, w.floor) + 1
         if w.kind is ChangeKind.DEFINITIONS:
@@ -90,7 +98,8 @@ class MemoryPlane:
             message = ChangeMessage(self.version_, ChangeKind.DEFINITIONS)
         else:
             message = ChangeMessage(self.version_, w.kind, w.flag, w.override)
-        self.publish_raw(message.to_json())
+        self.change = message.to_json()
+        self.publish_raw(self.change)
         return WriteResult(True, self.version_, ts)
 
     def publish_raw(self, data: bytes) -> None:
@@ -115,6 +124,10 @@ class MemoryPlane:
     async def version(self) -> int:
         self._check()
         return self.version_
+
+    async def read_change(self) -> ChangeCheck:
+        self._check()
+        return ChangeCheck(self.version_, self.change)
 
     async def heartbeat(self, beat: Heartbeat) -> None:
         self._check()

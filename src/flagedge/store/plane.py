@@ -3,9 +3,12 @@ change messages, and an in-memory twin of the store for unit tests.
 
     flagedge:{env}:definitions   the flagd definitions document, JSON text
     flagedge:{env}:overrides     hash: flag key -> Override as JSON (kill switches, rollouts)
-    flagedge:{env}:version       integer; every write bumps it, it never goes down
+    flagedge:{env}:version       integer below 2^53 (exact in Lua's doubles and in JSON);
+                                 every write bumps it, it never goes down
     flagedge:{env}:audit         stream: actor, action, flag, before, after, version, ts
     flagedge:{env}:changes       pub/sub channel: {"version", "kind", "key"?, "override"?}
+    flagedge:{env}:change        the message the last write published: what an edge checks
+                                 a message against before it trusts it (see below)
     flagedge:{env}:edge:{id}     one heartbeat per edge (JSON), expiring unless refreshed
     flagedge:{env}:usage:{day}   hash: ["flag", "variant"] -> evaluations that UTC day, summed
                                  over edges (usage.py), expiring after USAGE_RETENTION_DAYS
@@ -13,8 +16,12 @@ change messages, and an in-memory twin of the store for unit tests.
 
 A write is one atomic step (store/redis.py runs it as one Lua script): check that the
 version is still the one the writer validated against, bump it, change the state, append to
-the audit stream and publish the message. Messages are hints (Redis pub/sub is at most
-once); the truth is the state and its version, which edges reload whenever in doubt.
+the audit stream, record and publish the message. Messages are hints (Redis pub/sub is at
+most once, and anyone allowed to PUBLISH can send one); the truth is the state and its
+version. An edge applies an override message only after reading, in one atomic MGET, the
+version and the change record, when the record says that this very write made this version
+by changing that flag, and then applies the override the record holds (the one the write
+stored in ``overrides``), never the message's; otherwise it reloads the full state.
 
 Decoding is pure and never trusts Redis: anything malformed becomes a DefinitionError whose
 problems name the key and the JSON path, so an edge can log it and keep serving.
@@ -31,6 +38,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
+from ..definitions import DEFAULT_LIMITS, DefinitionLimits
 from ..errors import DefinitionError, Problem
 from ..hashing import Scheme
 from ..model import Override, OverrideKind
@@ -38,6 +46,9 @@ from ..snapshot import Snapshot
 
 HEARTBEAT_TTL_MS: Final = 5000
 USAGE_RETENTION_DAYS: Final = 45
+# Versions stay below 2^53: exact as Lua numbers (doubles), in JSON, and in every client.
+# A write that would pass it is refused, never rounded.
+MAX_VERSION: Final = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,11 @@ class Keys:
     @property
     def channel(self) -> str:
         return self.prefix + "changes"
+
+    @property
+    def change(self) -> str:
+        """The message the last write published (what edges check messages against)."""
+        return self.prefix + "change"
 
     def edge(self, edge_id: str) -> str:
         return f"{self.prefix}edge:{edge_id}"
@@ -112,6 +128,47 @@ class RawState:
     version: int
     definitions: bytes | None
     overrides: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def parse_version(raw: Any, where: str = "version") -> int:
+    """A stored version (bytes, text or None for "never written": 0); DefinitionError,
+    located at ``where``, for anything but a whole number from 0 to MAX_VERSION."""
+    if raw is None:
+        return 0
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
+    if not text.isdigit() or not text.isascii() or len(text) > 16 or int(text) > MAX_VERSION:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise DefinitionError(
+            [Problem(where, f"{shown!r} is not a version (a whole number from 0 to 2^53-1)")],
+            "Redis",
+        )
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeCheck:
+    """What an edge reads, in one atomic command, before it trusts an override message:
+    Redis's version and the change record, which the write script sets together with the
+    override it describes."""
+
+    version: int
+    record: bytes | None
+
+    def confirmed(self, message: ChangeMessage) -> ChangeMessage | None:
+        """The change Redis recorded, when the last write made exactly ``message``'s version
+        by changing exactly ``message``'s flag (nothing else moved since); else None. Its
+        override is the one that write stored, whatever the message claims."""
+        if self.version != message.version or self.record is None:
+            return None
+        recorded = decode_message(self.record)
+        if (
+            recorded is None
+            or recorded.version != message.version
+            or recorded.kind is not message.kind
+            or recorded.key != message.key
+        ):
+            return None
+        return recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +237,9 @@ def decode_state(raw: RawState) -> State:
     return State(raw.version, document, MappingProxyType(overrides))
 
 
-def build_snapshot(raw: RawState, fractional: Scheme | str = Scheme.V3) -> Snapshot:
+def build_snapshot(
+    raw: RawState, fractional: Scheme | str = Scheme.V3, limits: DefinitionLimits = DEFAULT_LIMITS
+) -> Snapshot:
     """Decode and compile a raw state; DefinitionError lists every problem."""
     state = decode_state(raw)
     return Snapshot.build(
@@ -188,6 +247,7 @@ def build_snapshot(raw: RawState, fractional: Scheme | str = Scheme.V3) -> Snaps
         version=state.version,
         fractional=fractional,
         overrides=state.overrides,
+        limits=limits,
     )
 
 
@@ -368,9 +428,14 @@ class Plane(Protocol):
         """Subscribe to the change channel; entered only once Redis confirmed it."""
 
     async def load(self) -> RawState:
-        """Version, definitions and overrides, read atomically."""
+        """Version, definitions and overrides, read atomically; DefinitionError for a key
+        of the wrong type, a version that is not one, or definitions over the size limit."""
 
-    async def version(self) -> int: ...
+    async def version(self) -> int:
+        """Redis's version; DefinitionError when the key holds something else."""
+
+    async def read_change(self) -> ChangeCheck:
+        """Version and the last change record, read atomically (one MGET)."""
 
     async def heartbeat(self, beat: Heartbeat) -> None:
         """Refresh this edge's heartbeat key (it expires after HEARTBEAT_TTL_MS)."""

@@ -5,10 +5,12 @@ the atomic read, pub/sub and heartbeats. Keys and messages are described in stor
     RedisAdmin   blocking, for the ops CLI: read, write (one Lua script), edges, audit
 
 Every failure to reach Redis becomes StoreUnavailable; a value of the wrong Redis type (a
-hand-made mess) becomes a DefinitionError, like any other corrupt data. A command the ACL
-user may not run (NOPERM) becomes StoreRefused for the ops CLI (it names the user's missing
-right; README, "Redis with least privilege"); an edge reports it as StoreUnavailable, with
-the same words, and keeps serving what it has.
+hand-made mess), a version that is not one, or definitions over the size limit become a
+DefinitionError naming the key, like any other corrupt data. Addresses are shown without
+their credentials (``redact``), in messages and in logs. A command the ACL user may not run
+(NOPERM) becomes StoreRefused for the ops CLI (it names the user's missing right; README,
+"Redis with least privilege"); an edge reports it as StoreUnavailable, with the same words,
+and keeps serving what it has.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from redis.retry import Retry
 
-from ..errors import DefinitionError, Problem, StoreRefused, StoreUnavailable
+from ..definitions import DEFAULT_LIMITS
+from ..errors import DefinitionError, Problem, StoreError, StoreRefused, StoreUnavailable
 from .plane import (
     HEARTBEAT_TTL_MS,
+    MAX_VERSION,
     RESUBSCRIBED,
     Change,
+    ChangeCheck,
     ChangeKind,
     ChangeMessage,
     Heartbeat,
@@ -46,6 +51,7 @@ from .plane import (
     WriteResult,
     encode_override,
     parse_usage_field,
+    parse_version,
     usage_field,
 )
 
@@ -54,12 +60,33 @@ AUDIT_MAXLEN: Final = 10_000
 # One script per write: nothing can interleave between the version check and the publish,
 # so a message's version is exactly the state it describes. TIME makes the audit timestamp
 # the server's, so every writer's entries sort on one clock.
+#
+# Nothing is changed until every check passed (a script that fails half-way is not undone):
+# each key must hold its type or nothing (-3), the version must be a whole number below
+# 2^53 (-1), and the new one must stay below it too (-2), so Lua's doubles never round it.
+# The message is also SET as the change record, which edges check messages against.
 WRITE_LUA: Final = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current ~= tonumber(ARGV[1]) then
-  return {0, string.format('%d', current), '0'}
+local want = {'string', 'string', 'hash', 'stream', 'string'}
+for i = 1, 5 do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= want[i] then
+    return {-3, KEYS[i], t}
+  end
 end
-local version = math.max(current, tonumber(ARGV[2])) + 1
+local raw = redis.call('GET', KEYS[1]) or '0'
+local max = tonumber(ARGV[14])
+if not string.match(raw, '^%d+$') or string.len(raw) > 16 or tonumber(raw) > max then
+  return {-1, raw, '0'}
+end
+local current = tonumber(raw)
+if current ~= tonumber(ARGV[1]) then
+  return {0, raw, '0'}
+end
+local base = math.max(current, tonumber(ARGV[2]))
+if base >= max then
+  return {-2, string.format('%d', base), '0'}
+end
+local version = base + 1
 local v = string.format('%d', version)
 redis.call('SET', KEYS[1], v)
 local body = ARGV[12]
@@ -80,7 +107,9 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[11], '*',
   'actor', ARGV[7], 'action', ARGV[8], 'flag', ARGV[4],
   'before', ARGV[9], 'after', ARGV[10], 'version', v, 'ts', ts)
 -- The message is Python's encoding (ChangeMessage.body) with the new version put in front.
-redis.call('PUBLISH', ARGV[6], '{"version":' .. v .. ',' .. string.sub(body, 2))
+local message = '{"version":' .. v .. ',' .. string.sub(body, 2)
+redis.call('SET', KEYS[5], message)
+redis.call('PUBLISH', ARGV[6], message)
 return {1, v, ts}
 """
 
@@ -113,6 +142,17 @@ class Target:
         parts = urlsplit(self.url or "")
         host = parts.hostname or parts.path
         return f"{parts.scheme}://{host}{'' if parts.port is None else f':{parts.port}'}"
+
+
+def redact(url: str) -> str:
+    """``url`` as it may be shown: user and password (and any query) replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    _credentials, at, where = rest.rpartition("@") if sep else url.rpartition("@")
+    if not at:
+        where = rest if sep else url
+    where, question, _query = where.partition("?")
+    shown = ("***@" if at else "") + where + ("?***" if question else "")
+    return f"{scheme}://{shown}" if sep else shown
 
 
 def _hosts(spec: str) -> tuple[tuple[str, int], ...]:
@@ -168,7 +208,17 @@ def _parse_target(url: str, sentinel: str | None, master: str | None) -> Target:
             db=int(names[1]) if len(names) > 1 else 0,
         )
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"{url!r} is not a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        raise ValueError(
+            f"{redact(url)!r} is not a redis://, rediss://, unix:// or redis+sentinel:// URL"
+        )
+    if not url.startswith("unix://"):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError(f"{redact(url)!r} does not give a valid host and port") from None
+        if not parts.hostname:
+            raise ValueError(f"{redact(url)!r} names no host")
     return Target(url=url)
 
 
@@ -243,8 +293,11 @@ def _permitted(replies: list[Any]) -> list[Any]:
     return replies
 
 
-def _raw_state(version: Any, definitions: Any, overrides: Any) -> RawState:
-    """Build a RawState from a MULTI's replies; a wrong-type key is corrupt data."""
+def _raw_state(
+    version: Any, definitions: Any, overrides: Any, size: Any = None, max_bytes: int = 0
+) -> RawState:
+    """Build a RawState from a MULTI's replies; a wrong-type key, a version that is not
+    one, or definitions of ``size`` bytes over ``max_bytes`` (when given) are corrupt data."""
     problems = [
         Problem(name, f"holds the wrong Redis type: {reply}")
         for name, reply in (
@@ -254,13 +307,23 @@ def _raw_state(version: Any, definitions: Any, overrides: Any) -> RawState:
         )
         if isinstance(reply, ResponseError)
     ]
-    try:
-        number = int(version or 0)
-    except (TypeError, ValueError):
-        number = 0
-        problems.append(Problem("version", f"{version!r} is not an integer"))
+    number = 0
+    if not isinstance(version, ResponseError):
+        try:
+            number = parse_version(version)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    if max_bytes and isinstance(size, int) and size > max_bytes:
+        problems.append(
+            Problem(
+                "definitions",
+                f"{size} bytes, over the limit of {max_bytes} bytes (max-definitions-bytes)",
+            )
+        )
     if problems:
         raise DefinitionError(problems, "Redis")
+    if max_bytes and not definitions:
+        definitions = None  # GETRANGE reads a missing key as empty: never pushed
     decoded = {
         (k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v
         for k, v in (overrides or {}).items()
@@ -272,11 +335,20 @@ def _raw_state(version: Any, definitions: Any, overrides: Any) -> RawState:
 
 
 class RedisPlane:
-    """plane.Plane on a real Redis."""
+    """plane.Plane on a real Redis. Definitions larger than ``max_bytes`` are refused after
+    reading no more than that (STRLEN and GETRANGE in the same MULTI)."""
 
-    def __init__(self, target: Target, env: str, *, client: redis.asyncio.Redis | None = None):
+    def __init__(
+        self,
+        target: Target,
+        env: str,
+        *,
+        client: redis.asyncio.Redis | None = None,
+        max_bytes: int = DEFAULT_LIMITS.max_bytes,
+    ):
         self.target = target
         self.keys = Keys(env)
+        self.max_bytes = max_bytes
         self._client = client or async_client(target)
 
     @contextlib.asynccontextmanager
@@ -315,24 +387,48 @@ class RedisPlane:
             raise _unavailable(self.target, exc) from exc
 
     async def load(self) -> RawState:
+        keys = self.keys
+
         async def read() -> list[Any]:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.get(self.keys.version)
-                pipe.get(self.keys.definitions)
-                pipe.hgetall(self.keys.overrides)
+                pipe.get(keys.version)
+                pipe.strlen(keys.definitions)
+                pipe.getrange(keys.definitions, 0, self.max_bytes)
+                pipe.hgetall(keys.overrides)
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
                 return _permitted(replies)
 
-        return _raw_state(*await self._call(read))
+        version, size, definitions, overrides = await self._call(read)
+        if isinstance(size, ResponseError):
+            definitions = size
+        return _raw_state(version, definitions, overrides, size, self.max_bytes)
 
     async def version(self) -> int:
         try:
             raw = await self._call(lambda: self._client.get(self.keys.version))
-            return int(raw or 0)
-        except (ValueError, StoreUnavailable) as exc:
-            if isinstance(exc, StoreUnavailable) and not isinstance(exc.__cause__, ResponseError):
-                raise
-            return 0  # a wrong type or a non-number: the full load reports it
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, ResponseError):  # WRONGTYPE: corrupt, not down
+                raise DefinitionError(
+                    [Problem("version", f"holds the wrong Redis type: {exc.__cause__}")], "Redis"
+                ) from None
+            raise
+        return parse_version(raw)
+
+    async def read_change(self) -> ChangeCheck:
+        # One MGET: atomic, and the cheapest read that can confirm a message (the fast
+        # path pays for it on every flip).
+        keys = self.keys
+        try:
+            version, record = await self._call(lambda: self._client.mget(keys.version, keys.change))
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, ResponseError):  # a key of the wrong type: unconfirmed
+                return ChangeCheck(0, None)
+            raise
+        try:
+            number = parse_version(version)
+        except DefinitionError:
+            number = 0  # unconfirmed; the reload that follows reports the key
+        return ChangeCheck(number, record)
 
     async def heartbeat(self, beat: Heartbeat) -> None:
         key, value = self.keys.edge(beat.id), beat.to_json()
@@ -430,8 +526,8 @@ class RedisAdmin:
             yield
         except NoPermissionError as exc:
             raise StoreRefused(_refusal(self.target, exc)) from None
-        except ResponseError:
-            raise
+        except ResponseError as exc:  # Redis answered, and said no (a wrong type...)
+            raise StoreError(f"Redis at {self.target} refused: {exc}") from exc
         except (RedisError, OSError) as exc:
             raise _unavailable(self.target, exc) from exc
 
@@ -445,12 +541,17 @@ class RedisAdmin:
         return _raw_state(*replies)
 
     def version(self) -> int:
-        with self._calls():
-            raw = self._client.get(self.keys.version)
+        """Redis's version; DefinitionError when the key holds anything else."""
         try:
-            return int(raw or 0)
-        except (TypeError, ValueError):
-            return 0
+            with self._calls():
+                raw = self._client.get(self.keys.version)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            raise DefinitionError(
+                [Problem("version", f"cannot be read as a version: {exc.__cause__}")], "Redis"
+            ) from None
+        return parse_version(raw)
 
     def write(self, w: Write) -> WriteResult:
         if w.kind is ChangeKind.DEFINITIONS:
@@ -459,8 +560,8 @@ class RedisAdmin:
             value = b"" if w.override is None else encode_override(w.override)
         k = self.keys
         with self._calls():
-            ok, version, ts = self._write(
-                keys=[k.version, k.definitions, k.overrides, k.audit],
+            code, version, ts = self._write(
+                keys=[k.version, k.definitions, k.overrides, k.audit, k.change],
                 args=[
                     w.expected,
                     w.floor,
@@ -475,9 +576,32 @@ class RedisAdmin:
                     AUDIT_MAXLEN,
                     ChangeMessage(0, w.kind, w.flag, w.override).body(),
                     ChangeMessage(0, ChangeKind.DEFINITIONS).body(),
+                    MAX_VERSION,
                 ],
             )
-        return WriteResult(bool(int(ok)), int(version), int(ts))
+        code = int(code)
+        if code == -1:
+            raise DefinitionError(
+                [Problem("version", f"{_text(version)!r} is not a version (0 to 2^53-1)")],
+                "Redis",
+            )
+        if code == -2:
+            raise DefinitionError(
+                [
+                    Problem(
+                        "version",
+                        f"the next version after {_text(version)} would pass 2^53-1, beyond "
+                        "which versions are no longer exact; nothing written",
+                    )
+                ],
+                "Redis",
+            )
+        if code == -3:
+            name = _text(version).removeprefix(k.prefix)
+            raise DefinitionError(
+                [Problem(name, f"holds a Redis {_text(ts)}; nothing written")], "Redis"
+            )
+        return WriteResult(code == 1, int(version), int(ts))
 
     def edges(self) -> list[Heartbeat]:
         """Every live edge's latest heartbeat (expired ones are gone), sorted by id."""

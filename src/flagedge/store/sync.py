@@ -1,21 +1,33 @@
 """The edge synchroniser: keeps a SnapshotHolder on the latest valid state in the store.
 
     connect ─► SUBSCRIBE (confirmed) ─► full load ─► install ─► messages, in order:
-        override at exactly current+1            with_overrides (no recompile), install
+        override at exactly current+1            checked against Redis (one MULTI: version,
+                                                 the last change record, the flag's override);
+                                                 confirmed: the override READ is applied with
+                                                 with_overrides (no recompile); else a reload
         version <= current                       ignored (duplicate, or older)
         anything else newer, a gap, definitions,
         an unreadable message, a resubscribe,
         a periodic version check that differs    full load
     connection lost ─► keep serving, back off (exponential, jittered), connect again
 
+Reloads are coalesced: when one is due, the messages already waiting are taken first (a
+reload reads the latest state, which covers them all), so a burst of garbage costs one
+reload, not one each; a reload a message asks for first reads Redis's version alone, and
+skips the full load when it is the one serving; a reload that finds the definitions it
+serves (byte for byte) only applies the overrides, without recompiling. Lines about
+unreadable messages are throttled (logs.Throttle).
+
 Rules it never breaks:
 - It never installs a version older than the one serving. A store that is *behind* (Redis
   restarted empty, or lost its last writes) is reported as ``redis_behind``; the edge keeps
   its newer state until the store moves past it (``flagedge push`` re-seeds above every
   live edge's version).
-- Corrupt data (bad JSON, invalid definitions, an override naming no variant) is refused:
-  logged with every problem, reported in the heartbeat and /readyz, and the last good
-  snapshot keeps serving.
+- Corrupt data (bad JSON, invalid definitions, an override naming no variant, a key of the
+  wrong Redis type, a version that is not one, definitions over the size limit) is refused:
+  logged with every problem (once, until it changes), reported in the heartbeat and
+  /readyz, and the last good snapshot keeps serving; the edge stays connected.
+- A message alone never changes what it serves: PUBLISH rights are not write rights.
 - Every applied state is written to a last-known-good file (temp file, fsync, rename). An
   edge that starts while the store is unreachable serves that file, marked stale, and
   converges once the store answers.
@@ -34,20 +46,25 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ..definitions import DEFAULT_LIMITS, DefinitionLimits
 from ..errors import DefinitionError, StoreUnavailable
 from ..hashing import Scheme
-from ..logs import event
-from ..model import OverrideKind
+from ..logs import Throttle, event
+from ..model import Override, OverrideKind
 from ..snapshot import Snapshot, SnapshotHolder
 from .lkg import read_lkg, write_lkg
 from .plane import (
     RESUBSCRIBED,
     ChangeKind,
+    ChangeMessage,
     Heartbeat,
     Plane,
     RawState,
+    Resubscribed,
+    Subscription,
     build_snapshot,
     decode_message,
+    decode_override,
     encode_override,
 )
 
@@ -61,15 +78,20 @@ _BEAT_DELAY = 0.01
 # latest _LKG_MAX_DELAY seconds after the first change it has not saved yet.
 _LKG_QUIET = 0.1
 _LKG_MAX_DELAY = 1.0
+# Messages a due reload takes off the subscription first (it covers them); a bound keeps a
+# flood from holding the reload back for ever.
+_DRAIN_MAX = 10_000
 
 
 def _problems(exc: DefinitionError) -> list[dict[str, str]]:
     return [{"path": p.path, "message": p.message} for p in exc.problems]
 
 
-def _timed_build(raw: RawState, fractional: Scheme | str) -> tuple[Snapshot, float]:
+def _timed_build(
+    raw: RawState, fractional: Scheme | str, limits: DefinitionLimits = DEFAULT_LIMITS
+) -> tuple[Snapshot, float]:
     start = time.perf_counter()
-    snap = build_snapshot(raw, fractional)
+    snap = build_snapshot(raw, fractional, limits)
     return snap, time.perf_counter() - start
 
 
@@ -98,8 +120,10 @@ class EdgeSync:
         heartbeat_interval: float = 1.0,
         backoff_base: float = 0.1,
         backoff_cap: float = 5.0,
+        limits: DefinitionLimits = DEFAULT_LIMITS,
     ) -> None:
         self.plane = plane
+        self.limits = limits
         self.holder = holder
         self.env = env
         self.edge_id = edge_id
@@ -120,6 +144,9 @@ class EdgeSync:
         self.stale_since: float | None = None  # when it started serving unconfirmed state
         self._raw: RawState | None = None  # the serving state as stored (for the LKG file)
         self._rejected: int | None = None  # the store version last refused
+        self._wanted: str | None = None  # why a reload is due (coalesced), or None
+        self._wanted_by_message = False  # only messages asked: check the version first
+        self._lines = Throttle(10.0)
         self._first_try = asyncio.Event()
         self._beat_now = asyncio.Event()
         self._beat_soon: asyncio.TimerHandle | None = None
@@ -265,31 +292,80 @@ class EdgeSync:
             self._sessions += 1
             self.connected = True
             self._session_ok = True
+            self._wanted = None
             await self._reload("subscribed")
             self._note_stale()
             self._first_try.set()
             next_check = loop.time() + self.check_interval
             while True:
                 item = await sub.next(max(0.0, next_check - loop.time()))
-                if item is RESUBSCRIBED:
-                    await self._reload("resubscribed")
-                elif isinstance(item, bytes):
-                    await self._on_message(item)
+                if item is not None:
+                    await self._take(item)
+                if self._wanted is not None:
+                    await self._drain(sub)
+                    why, by_message = self._wanted, self._wanted_by_message
+                    self._wanted = None
+                    await self._reload(why, check_first=by_message)
                 if loop.time() >= next_check:
-                    version = await self.plane.version()
-                    if version != self.version and version != self._rejected:
-                        await self._reload(f"periodic check saw version {version}")
-                    elif version < self.version:
-                        self._note_behind(version)
+                    await self._check_version()
                     next_check = loop.time() + self.check_interval
+
+    async def _take(self, item: bytes | Resubscribed) -> None:
+        if item is RESUBSCRIBED:
+            self._want("resubscribed", by_message=False)
+        elif isinstance(item, bytes):
+            await self._on_message(item)
+
+    def _want(self, why: str, *, by_message: bool = True) -> None:
+        """A reload is due; with others already due, one covers them all."""
+        if self._wanted is None:
+            self._wanted, self._wanted_by_message = why, by_message
+        else:
+            self._wanted_by_message = self._wanted_by_message and by_message
+
+    async def _drain(self, sub: Subscription) -> None:
+        """Take the messages already waiting, without waiting for more: the due reload
+        reads a state that covers every one of them."""
+        for _ in range(_DRAIN_MAX):
+            item = await sub.next(0)
+            if item is None:
+                return
+            if item is RESUBSCRIBED:
+                self._want("resubscribed", by_message=False)
+            elif isinstance(item, bytes) and decode_message(item) is None:
+                self._unreadable(item)
+
+    async def _check_version(self) -> None:
+        """The periodic check that catches lost messages."""
+        try:
+            version = await self.plane.version()
+        except DefinitionError as exc:
+            self._reject(None, exc)
+            return
+        if version != self.version and version != self._rejected:
+            await self._reload(f"periodic check saw version {version}")
+        elif version < self.version:
+            self._note_behind(version)
+
+    def _unreadable(self, data: bytes) -> None:
+        left_out = self._lines.allow("unreadable")
+        if left_out is not None:
+            event(
+                log,
+                logging.WARNING,
+                "unreadable",
+                "unreadable change message %r%s; reloading the full state",
+                data[:200],
+                f" ({left_out} more since the last line)" if left_out else "",
+                left_out=left_out,
+            )
 
     async def _on_message(self, data: bytes) -> None:
         message = decode_message(data)
         if message is None:
-            log.warning("unreadable change message %r; reloading the full state", data[:200])
-            await self._reload("unreadable message")
+            self._unreadable(data)
+            self._want("unreadable message")
             return
-        self.redis_version = max(self.redis_version, message.version)
         current = self.holder.current
         if current is not None and message.version <= current.version:
             return  # a duplicate, or older than what serves: already covered
@@ -301,23 +377,41 @@ class EdgeSync:
             and not self.redis_behind
             and self._raw is not None
             and message.key is not None
+            and self._wanted is None
         ):
-            try:
-                start = time.perf_counter()
-                snap = current.with_overrides({message.key: message.override}, message.version)
-                self.compile_seconds = time.perf_counter() - start
-            except DefinitionError:
-                await self._reload("override did not apply")  # the reload reports why
+            if await self._apply_override(message, current, self._raw):
                 return
-            overrides = dict(self._raw.overrides)
-            if message.override is None:
-                overrides.pop(message.key, None)
-            else:
-                overrides[message.key] = encode_override(message.override)
-            raw = RawState(message.version, self._raw.definitions, MappingProxyType(overrides))
-            self._install(snap, raw, "redis", message.key, message.override is not None)
+            self._want(f"message for version {message.version} not confirmed by Redis")
             return
-        await self._reload(f"message for version {message.version}")
+        self._want(f"message for version {message.version}")
+
+    async def _apply_override(
+        self, message: ChangeMessage, current: Snapshot, raw: RawState
+    ) -> bool:
+        """Apply an override message's change as Redis recorded it, when Redis confirms that
+        the last write made exactly this version by changing exactly this flag (one MGET of
+        the version and the change record). The override applied is the one the write
+        stored, never the one the message carries."""
+        assert message.key is not None
+        check = await self.plane.read_change()
+        recorded = check.confirmed(message)
+        if recorded is None or self.holder.current is not current:
+            return False
+        try:
+            start = time.perf_counter()
+            snap = current.with_overrides({message.key: recorded.override}, message.version)
+            self.compile_seconds = time.perf_counter() - start
+        except DefinitionError:
+            return False  # the reload reports why
+        self.redis_version = max(self.redis_version, check.version)
+        overrides = dict(raw.overrides)
+        if recorded.override is None:
+            overrides.pop(message.key, None)
+        else:
+            overrides[message.key] = encode_override(recorded.override)
+        state = RawState(message.version, raw.definitions, MappingProxyType(overrides))
+        self._install(snap, state, "redis", message.key, recorded.override is not None)
+        return True
 
     def _note_behind(self, version: int) -> None:
         if not self.redis_behind:
@@ -335,17 +429,36 @@ class EdgeSync:
         self.redis_behind = True
         self._beat_now.set()
 
-    async def _reload(self, why: str) -> None:
+    async def _reload(self, why: str, *, check_first: bool = False) -> None:
+        current = self.holder.current
+        if check_first and current is not None and self.source == "redis":
+            # Asked for by messages alone (which anyone who may PUBLISH can send): one small
+            # read first, and no full load when Redis holds what serves.
+            try:
+                version = await self.plane.version()
+            except DefinitionError as exc:
+                self._reject(None, exc)
+                return
+            if version in (current.version, self._rejected):
+                self.redis_version = version
+                return
+        left_out = self._lines.allow(f"resync:{why.split(' ')[0]}") if check_first else 0
         event(
             log,
-            logging.INFO if why != "subscribed" or self._sessions > 1 else logging.DEBUG,
+            (logging.INFO if why != "subscribed" or self._sessions > 1 else logging.DEBUG)
+            if left_out is not None
+            else logging.DEBUG,
             "resync",
             "reloading the full state from Redis (%s)",
             why,
             reason=why,
             version=self.version,
         )
-        raw = await self.plane.load()
+        try:
+            raw = await self.plane.load()
+        except DefinitionError as exc:
+            self._reject(None, exc)
+            return
         self.redis_version = raw.version
         current = self.holder.current
         if current is not None and raw.version < current.version:
@@ -355,26 +468,68 @@ class EdgeSync:
         if was_behind:
             log.info("Redis caught up: version %d", raw.version)
         elif current is not None and raw.version == current.version and self.source == "redis":
+            self._clear_corrupt()
             return
         if raw.version == self._rejected:
             return  # refused already; said so then
+        quick = self._overrides_only(raw)
+        if quick is not None:
+            self._install(quick, raw, "redis", None, False, why)
+            return
         try:
-            snap, took = await asyncio.to_thread(_timed_build, raw, self.fractional)
+            snap, took = await asyncio.to_thread(_timed_build, raw, self.fractional, self.limits)
         except DefinitionError as exc:
             self._reject(raw.version, exc)
             return
         self.compile_seconds = took
         self._install(snap, raw, "redis", None, False, why)
 
-    def _reject(self, version: int, exc: DefinitionError) -> None:
+    def _overrides_only(self, raw: RawState) -> Snapshot | None:
+        """The serving snapshot with ``raw``'s overrides, when ``raw`` holds the very
+        definitions it serves (byte for byte): nothing to recompile. A burst of kill
+        switches that outruns the fast path's confirmation costs a read, not a rebuild.
+        None when a full build is needed (or would report a problem)."""
+        current, mine = self.holder.current, self._raw
+        if current is None or mine is None or self.source != "redis":
+            return None
+        if raw.definitions != mine.definitions:
+            return None
+        changes: dict[str, Override | None] = {
+            key: None for key in mine.overrides if key not in raw.overrides
+        }
+        try:
+            for key, value in raw.overrides.items():
+                if mine.overrides.get(key) != value:
+                    changes[key] = decode_override(value, f"overrides.{key}")
+            start = time.perf_counter()
+            snap = current.with_overrides(changes, raw.version)
+        except DefinitionError:
+            return None  # the full build refuses the state and says why
+        self.compile_seconds = time.perf_counter() - start
+        return snap
+
+    def _clear_corrupt(self) -> None:
+        """Redis reads cleanly again at the serving version: forget a refusal of a state
+        that had no version (a corrupt key), which nothing else would clear."""
+        if self.error is not None and self._rejected is None:
+            self.error = None
+            self._beat_now.set()
+
+    def _reject(self, version: int | None, exc: DefinitionError) -> None:
+        """Refuse a state (``version`` None: one whose version could not be read). Logged
+        once per distinct refusal; reported in the heartbeat and /readyz until it clears."""
         self._rejected = version
-        self.error = f"version {version} refused: {_summary(exc)}"
+        what = f"state version {version}" if version is not None else "state"
+        error = f"{what} refused: {_summary(exc)}"
+        if error == self.error:
+            return  # said so already; the heartbeat and /readyz still carry it
+        self.error = error
         event(
             log,
             logging.ERROR,
             "reject",
-            "refused Redis state version %d: %d problem(s); still serving version %d: %s",
-            version,
+            "refused Redis %s: %d problem(s); still serving version %d: %s",
+            what,
             len(exc.problems),
             self.version,
             "; ".join(str(p) for p in exc.problems),
@@ -465,7 +620,7 @@ class EdgeSync:
     async def _install_lkg(self, path: Path) -> None:
         try:
             raw = read_lkg(path, self.env)
-            snap, took = await asyncio.to_thread(_timed_build, raw, self.fractional)
+            snap, took = await asyncio.to_thread(_timed_build, raw, self.fractional, self.limits)
         except DefinitionError as exc:
             event(
                 log,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Protocol
 
+from ..definitions import DEFAULT_LIMITS, DefinitionLimits
 from ..errors import DefinitionError, Refusal, StoreUnavailable
 from ..lifecycle import Usage, window_days
 from ..logs import event
@@ -144,13 +145,15 @@ class UsageReader(Protocol):
     ) -> tuple[dict[str, dict[tuple[str, str], int]], str | None]: ...
 
 
-def stale_inputs(admin: UsageReader, today: date, days: int) -> tuple[Snapshot, Usage]:
+def stale_inputs(
+    admin: UsageReader, today: date, days: int, limits: DefinitionLimits = DEFAULT_LIMITS
+) -> tuple[Snapshot, Usage]:
     """The definitions and the usage window as Redis holds them: what ``flagedge stale``
     and the admin service's stale report judge."""
     raw = admin.read()
     counts, since = admin.usage([d.isoformat() for d in window_days(today, days)])
     try:
-        snap = build_snapshot(raw)
+        snap = build_snapshot(raw, limits=limits)
     except DefinitionError as exc:
         raise Refusal("the definitions in Redis are unusable", problems=exc.problems) from None
     return snap, Usage.from_store(counts, since)

@@ -6,8 +6,14 @@ engine, write it (one Lua script, refused if the version moved), and again from 
 
 Writes are versioned above every live edge's version as well as Redis's (``floor``), so that
 after Redis restarts empty or loses its last writes, the next write still moves every edge
-forward instead of being ignored as old. A change that cannot be made raises Refusal with
-the exit code and every problem by path.
+forward instead of being ignored as old. A heartbeat claiming a version more than
+MAX_FLOOR_GAP above Redis's is not believed (anyone who can write a heartbeat key could
+otherwise push every later version to the end of the exact range): it is left out of the
+floor, and the write says so. A change that cannot be made raises Refusal with the exit
+code and every problem by path.
+
+An edge has applied a write when it reports that version, or a later one that Redis holds;
+an edge reporting a version Redis never reached has not (it ignored the write as old).
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..definitions import DEFAULT_LIMITS, DefinitionLimits
 from ..errors import Conflict, DefinitionError, ExitCode, Problem, Refusal
 from ..model import Override, OverrideKind
 from ..rulelists import ListEdit, edit_lists
 from ..snapshot import Snapshot
 from .plane import (
+    MAX_VERSION,
     Change,
     ChangeKind,
     Heartbeat,
@@ -37,6 +45,10 @@ from .plane import (
 )
 
 MAX_ATTEMPTS = 20
+# How far above Redis's version a live edge's heartbeat may lift the next write's version.
+# A Redis that restarted empty is behind its edges by the writes it lost: a million is more
+# than any environment makes between restarts, and far below the 2^53 ceiling.
+MAX_FLOOR_GAP = 1_000_000
 
 
 class Admin(Protocol):
@@ -44,11 +56,23 @@ class Admin(Protocol):
 
     def read(self) -> RawState: ...
 
+    def version(self) -> int: ...
+
     def write(self, w: Write) -> WriteResult: ...
 
     def edges(self) -> list[Heartbeat]: ...
 
     def changes_since(self, version: int) -> list[Change] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A write made: its plan, what Redis answered, and the heartbeats left out of its
+    version floor (each claims a version beyond reason)."""
+
+    plan: Plan
+    result: WriteResult
+    ignored: tuple[Heartbeat, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +84,7 @@ class Plan:
     summary: str
 
 
-Outcome = tuple[Plan, WriteResult] | None  # what an operation did; None: nothing to do
+Outcome = Done | None  # what an operation did; None: nothing to do
 
 
 def _digest(definitions: bytes | None) -> str:
@@ -233,13 +257,18 @@ def plan_rollout(
     return Plan(write, result, f"rollout {flag}: {chosen} {percent:g}% (fractional weights)")
 
 
-def validate(plan: Plan) -> Snapshot:
-    """The resulting state through the real engine; Refusal with every problem if invalid."""
+def validate(plan: Plan, limits: DefinitionLimits = DEFAULT_LIMITS) -> Snapshot:
+    """The resulting state through the real engine; Refusal with every problem if invalid.
+
+    A write of definitions is refused for any problem, even one that only disables a flag.
+    An override (kill, restore, rollout) leaves the definitions as the edges already serve
+    them: a soft problem of some other flag must not block an emergency kill switch, so only
+    a problem of the override itself (a variant the flag lacks) refuses it."""
     try:
-        snap = build_snapshot(plan.result)
+        snap = build_snapshot(plan.result, limits=limits)
     except DefinitionError as exc:
         raise Refusal("the change would leave an invalid state", problems=exc.problems) from None
-    if snap.problems:
+    if snap.problems and plan.write.kind is not ChangeKind.OVERRIDE:
         raise Refusal("the definitions have problems", problems=snap.problems)
     if plan.write.flag and plan.write.flag not in snap.flags:
         raise Refusal(f"no flag named {plan.write.flag!r}")
@@ -249,9 +278,24 @@ def validate(plan: Plan) -> Snapshot:
 # -- running against a store ------------------------------------------------------------------
 
 
-def floor(admin: Admin) -> int:
-    """The highest version a live edge reports: writes go above it."""
-    return max((e.version for e in admin.edges()), default=0)
+def floor(admin: Admin, version: int) -> tuple[int, tuple[Heartbeat, ...]]:
+    """The highest version a live edge reports, at most MAX_FLOOR_GAP above Redis's
+    ``version``: writes go above it. Also the heartbeats left out for claiming more."""
+    edges = admin.edges()
+    bound = min(version + MAX_FLOOR_GAP, MAX_VERSION - 1)
+    believed = [e.version for e in edges if e.version <= bound]
+    ignored = tuple(e for e in edges if e.version > bound)
+    return max(believed, default=0), ignored
+
+
+def ignored_note(ignored: Sequence[tuple[str, int]], version: int) -> str:
+    """What a command says about heartbeats it did not believe: (edge id, version) pairs."""
+    names = ", ".join(f"{edge} at version {claimed}" for edge, claimed in ignored[:5])
+    more = f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+    return (
+        f"ignored the version of {len(ignored)} edge(s) ({names}{more}): more than "
+        f"{MAX_FLOOR_GAP} above Redis's version {version}; they will not apply this write"
+    )
 
 
 def check_expected(admin: Admin, raw: RawState, expected: int | None, flag: str | None) -> None:
@@ -286,33 +330,45 @@ def check_expected(admin: Admin, raw: RawState, expected: int | None, flag: str 
 def apply(
     admin: Admin,
     make: Callable[[RawState, int], Plan | None],
+    limits: DefinitionLimits = DEFAULT_LIMITS,
     *,
     expected: int | None = None,
     flag: str | None = None,
-) -> tuple[Plan, WriteResult] | None:
+) -> Done | None:
     """Read, plan, validate, write; again while the version moves under us (unless
     ``expected`` says which version the change was made against, and ``flag`` changed
     since: then Conflict). None: no-op."""
     for _ in range(MAX_ATTEMPTS):
         raw = admin.read()
         check_expected(admin, raw, expected, flag)
-        plan = make(raw, floor(admin))
+        lowest, ignored = floor(admin, raw.version)
+        plan = make(raw, lowest)
         if plan is None:
             return None
-        validate(plan)
+        validate(plan, limits)
         result = admin.write(plan.write)
         if result.ok:
-            return plan, result
+            return Done(plan, result, ignored)
     raise Refusal(f"gave up after {MAX_ATTEMPTS} tries: the version kept moving", ExitCode.FAILED)
 
 
+def applied(edge: Heartbeat, version: int, redis_version: int) -> bool:
+    """Whether ``edge`` has applied the write that made ``version``: it reports that
+    version, or a later one Redis holds (a version Redis never reached is not a later
+    state but a refusal to apply this one)."""
+    return version <= edge.version <= max(version, redis_version)
+
+
 def wait_edges(admin: Admin, version: int, timeout: float) -> tuple[bool, list[Heartbeat]]:
-    """Poll heartbeats until every live edge reports ``version`` or later (or time is up)."""
+    """Poll heartbeats until every live edge has applied ``version`` (or time is up). No
+    live edge is no convergence."""
     deadline = time.monotonic() + timeout
     while True:
         edges = admin.edges()
-        if all(e.version >= version for e in edges) or time.monotonic() >= deadline:
-            return all(e.version >= version for e in edges), edges
+        current = admin.version()
+        done = bool(edges) and all(applied(e, version, current) for e in edges)
+        if done or time.monotonic() >= deadline:
+            return done, edges
         time.sleep(0.02)
 
 
@@ -326,43 +382,62 @@ def push(
     *,
     force: bool = False,
     source: str = "the definitions",
+    limits: DefinitionLimits = DEFAULT_LIMITS,
     expected: int | None = None,
-) -> tuple[Plan, WriteResult] | None:
-    """Publish a definitions document (validated first); None when Redis already has it."""
+) -> Done | None:
+    """Publish a definitions document (validated first); None when Redis already has it.
+    Every problem validation or the compiler finds refuses it."""
     if not isinstance(document, dict):
         raise Refusal(f"{source}: the definitions are a JSON object")
     try:
-        snap = Snapshot.build(document)
+        snap = Snapshot.build(document, limits=limits)
     except DefinitionError as exc:
         raise Refusal(f"{source} is invalid; nothing written", problems=exc.problems) from None
     if snap.problems:
         raise Refusal(f"{source} has problems; nothing written", problems=snap.problems)
-    definitions = orjson.dumps(document)
+    definitions = orjson.dumps(snap.document)
+    if len(definitions) > limits.max_bytes:
+        problem = Problem(
+            "", f"{len(definitions)} bytes as JSON, over the limit of {limits.max_bytes} bytes"
+        )
+        raise Refusal(f"{source} is too large for the edges; nothing written", problems=(problem,))
 
     def make(raw: RawState, floor: int) -> Plan | None:
         if raw.definitions == definitions and floor <= raw.version and not force:
             return None
         return plan_push(raw, definitions, actor, floor)
 
-    return apply(admin, make, expected=expected)
+    return apply(admin, make, limits, expected=expected)
 
 
 def kill(
-    admin: Admin, flag: str, variant: str | None, actor: str, *, expected: int | None = None
-) -> tuple[Plan, WriteResult] | None:
+    admin: Admin,
+    flag: str,
+    variant: str | None,
+    actor: str,
+    limits: DefinitionLimits = DEFAULT_LIMITS,
+    *,
+    expected: int | None = None,
+) -> Done | None:
     """Kill switch: the flag answers ``variant`` (or, with None, the caller's default)."""
     ov = Override(OverrideKind.KILL, variant)
     return apply(
         admin,
         lambda raw, floor: plan_override(raw, flag, ov, "kill", actor, floor),
+        limits,
         expected=expected,
         flag=flag,
     )
 
 
 def restore(
-    admin: Admin, flag: str, actor: str, *, expected: int | None = None
-) -> tuple[Plan, WriteResult] | None:
+    admin: Admin,
+    flag: str,
+    actor: str,
+    limits: DefinitionLimits = DEFAULT_LIMITS,
+    *,
+    expected: int | None = None,
+) -> Done | None:
     """Remove a flag's kill switch or forced rollout; None when it has none."""
 
     def make(raw: RawState, floor: int) -> Plan | None:
@@ -370,7 +445,7 @@ def restore(
             return None
         return plan_override(raw, flag, None, "restore", actor, floor)
 
-    return apply(admin, make, expected=expected, flag=flag)
+    return apply(admin, make, limits, expected=expected, flag=flag)
 
 
 def rollout(
@@ -379,9 +454,10 @@ def rollout(
     percent: float,
     variant: str | None,
     actor: str,
+    limits: DefinitionLimits = DEFAULT_LIMITS,
     *,
     expected: int | None = None,
-) -> tuple[Plan, WriteResult] | None:
+) -> Done | None:
     """Serve ``variant`` to ``percent`` of targeting keys."""
     if not 0 <= percent <= 100:
         raise Refusal(
@@ -391,6 +467,7 @@ def rollout(
     return apply(
         admin,
         lambda raw, floor: plan_rollout(raw, flag, percent, variant, actor, floor),
+        limits,
         expected=expected,
         flag=flag,
     )
@@ -433,7 +510,7 @@ def plan_definition(
 
 def edit(
     admin: Admin, flag: str, definition: Any, actor: str, *, expected: int | None
-) -> tuple[Plan, WriteResult] | None:
+) -> Done | None:
     """Replace a flag's definition, validated with the rest of the state by the engine."""
     return apply(
         admin,
@@ -445,7 +522,7 @@ def edit(
 
 def edit_flag_lists(
     admin: Admin, flag: str, edits: Sequence[ListEdit], actor: str, *, expected: int | None
-) -> tuple[Plan, WriteResult] | None:
+) -> Done | None:
     """Add and remove values in a flag's rule lists (rulelists.py)."""
 
     def make(raw: RawState, floor: int) -> Plan | None:
@@ -460,7 +537,8 @@ def edit_flag_lists(
 
 
 def edge_rows(version: int, edges: Sequence[Heartbeat]) -> list[dict[str, Any]]:
-    """Each live edge against Redis's version: behind, converged, ahead (Redis lost state)."""
+    """Each live edge against Redis's version: behind, converged, ahead (Redis lost state,
+    or the edge claims a version Redis never held)."""
     return [
         {
             "id": e.id,
@@ -470,6 +548,8 @@ def edge_rows(version: int, edges: Sequence[Heartbeat]) -> list[dict[str, Any]]:
             "behind": max(0, version - e.version),
             "converged": e.version == version,
             "ahead_of_redis": e.version > version,
+            # more than a write could move Redis's version back by: not a lost write
+            "beyond_reason": e.version > version + MAX_FLOOR_GAP,
             "stale": e.stale,
             "error": e.error,
             "applied_at": e.applied_at,
