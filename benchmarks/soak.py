@@ -316,7 +316,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             extra.append(f"--max-streams-per-token={max(100, args.streams)}")
         edge = _Process(
             [sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1", "--port=0",
-             "--management-port=0", "--sync-port=off", "--workers=1", f"--redis={url}",
+             "--management-port=0", "--sync-port=off", "--ofrep-port=off", "--workers=1",
+             f"--redis={url}",
              f"--env={ENV}", f"--lkg-file={scratch / 'lkg.json'}", *extra]
         )  # fmt: skip
         children.append(edge)

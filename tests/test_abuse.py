@@ -58,7 +58,8 @@ class Served:
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "flagedge", "serve", "--workers=1", "--host=127.0.0.1"),
-                *("--port=0", "--management-port=0", "--grace=1", *args),
+                *("--port=0", "--management-port=0", "--sync-port=off", "--ofrep-port=off"),
+                *("--grace=1", *args),
             ],
             stderr=subprocess.PIPE,
             text=True,

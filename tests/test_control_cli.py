@@ -211,7 +211,10 @@ def test_status_with_no_live_edges_is_not_converged(
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (("get", "--env", ENV), "no Redis given: --redis URL or FLAGEDGE_REDIS_URL"),
+        (
+            ("get", "--env", ENV),
+            "no Redis given: --redis URL, --redis-url-file or FLAGEDGE_REDIS_URL",
+        ),
         (("get", "--redis", "redis://127.0.0.1:1"), "no environment given: --env NAME"),
         (("get", "--redis", "http://x", "--env", ENV), "bad Redis address: 'http://x' is not"),
     ],

@@ -351,7 +351,10 @@ def test_serve_refuses_a_malformed_url_from_a_file_without_its_password(tmp_path
     secret = tmp_path / "redis-url"
     secret.write_text("redis://admin:s3cret@localhost:notaport\n")
     out = subprocess.run(
-        [sys.executable, "-m", "flagedge", "serve", "--env", ENV, "--port", "0"],
+        [
+            *(sys.executable, "-m", "flagedge", "serve", "--env", ENV, "--port", "0"),
+            *("--management-port=0", "--sync-port=off", "--ofrep-port=off"),
+        ],
         env={**os.environ, "FLAGEDGE_REDIS_URL_FILE": str(secret)},
         capture_output=True,
         text=True,

@@ -37,7 +37,9 @@ async def raw_http(port: int, request: bytes) -> bytes:
 
 
 async def scrape(port: int) -> bytes:
-    head, _, body = (await raw_http(port, b"GET /metrics HTTP/1.1\r\n\r\n")).partition(b"\r\n\r\n")
+    head, _, body = (await raw_http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).partition(
+        b"\r\n\r\n"
+    )
     assert head.startswith(b"HTTP/1.1 200 "), head
     return body
 

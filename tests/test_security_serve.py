@@ -285,7 +285,10 @@ def test_a_certificate_rotated_on_disk_reaches_new_connections_within_five_secon
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flagedge", "serve", "--port=0", "--management-port=0", *args],
+        [
+            *(sys.executable, "-m", "flagedge", "serve", "--port=0", "--management-port=0"),
+            *("--sync-port=off", "--ofrep-port=off", *args),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -77,8 +77,9 @@ class AdminConfig:
         envs = tuple(dict.fromkeys(s["env"] or ()))
         if not envs:
             raise ConfigError("no environment given: --env NAME (repeatable) or FLAGEDGE_ENV")
-        if not s["redis"] and not s["sentinel"]:
-            raise ConfigError("no Redis given: --redis URL or FLAGEDGE_REDIS_URL")
+        redis = config.redis_url(s)
+        if not redis and not s["sentinel"]:
+            raise ConfigError("no Redis given: --redis URL, --redis-url-file or FLAGEDGE_REDIS_URL")
         if not s["auth_file"]:
             raise ConfigError(
                 "the admin service needs --auth-file (tokens with roles: `flagedge token new "
@@ -107,7 +108,7 @@ class AdminConfig:
             host=s["host"],
             port=s["port"],
             envs=envs,
-            redis=s["redis"],
+            redis=redis,
             sentinel=s["sentinel"],
             sentinel_master=s["sentinel_master"],
             sentinel_password=s["sentinel_password"],

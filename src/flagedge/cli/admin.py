@@ -82,7 +82,7 @@ def _snapshot(args: argparse.Namespace, resolved: config.Settings) -> Snapshot:
             return Snapshot.build(load_document(args.flags), fractional=resolved["fractional"])
         except DefinitionError as exc:
             raise Refusal(f"{args.flags} is invalid", problems=exc.problems) from None
-    if resolved["redis"] or resolved["sentinel"]:
+    if config.redis_url(resolved) or resolved["sentinel"]:
         from .control import connect
 
         admin, _env = connect(resolved)

@@ -215,14 +215,15 @@ def default_actor() -> str:
 
 def connect(resolved: config.Settings) -> tuple[RedisAdmin, str]:
     """The admin connection and environment the settings name; ConfigError if they do not."""
-    if not resolved["redis"] and not resolved["sentinel"]:
-        raise ConfigError("no Redis given: --redis URL or FLAGEDGE_REDIS_URL")
+    url = config.redis_url(resolved)
+    if not url and not resolved["sentinel"]:
+        raise ConfigError("no Redis given: --redis URL, --redis-url-file or FLAGEDGE_REDIS_URL")
     env = resolved["env"]
     if not env:
         raise ConfigError("no environment given: --env NAME or FLAGEDGE_ENV")
     try:
         target = parse_target(
-            resolved["redis"] or "",
+            url or "",
             resolved["sentinel"],
             resolved["sentinel_master"],
             sentinel_password=resolved["sentinel_password"],

@@ -112,4 +112,5 @@ def use_admin(resolved: config.Settings) -> bool:
     if not resolved["admin"]:
         return False
     origin = resolved.origin
-    return not (origin.get("redis") == "cli" and origin.get("admin") != "cli")
+    redis_on_cli = "cli" in (origin.get("redis"), origin.get("redis_url_file"))
+    return not (redis_on_cli and origin.get("admin") != "cli")
