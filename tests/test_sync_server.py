@@ -276,7 +276,12 @@ async def test_stopping_the_server_ends_open_streams_without_waiting_out_the_gra
 async def test_thousands_of_idle_streams_leave_the_listener_answering_others() -> None:
     async with sync_serving() as (server, holder, stub):
         target = f"127.0.0.1:{server.port}"
-        channels = [grpc.aio.insecure_channel(target) for _ in range(4)]
+        # Four connections (channels to one target share one unless told not to), each
+        # under the listener's limit of streams per connection.
+        channels = [
+            grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(4)
+        ]
         try:
             # All at once, as providers reconnecting after an edge restart would.
             idle = [
