@@ -212,14 +212,17 @@ STREAM_CLIENTS = {"probe": _streams_probe, "grpcio": _streams_grpcio}
 # -- the runs -----------------------------------------------------------------------------------
 
 
-def _flip(admin: Any, i: int) -> int:
+def _flip(admin: Any) -> int:
+    """Turn the switch over: kill it to ``off`` when it has no override, else remove the
+    override. Decided from what Redis holds, so that a run can follow another whatever
+    state the last one left (a run that ended on a kill would otherwise begin with a write
+    that changes nothing, and wait for clients that have nothing to see)."""
     from flagedge.model import Override, OverrideKind
     from flagedge.store.plane import ChangeKind, Write
 
-    ov = Override(OverrideKind.KILL, "off") if i % 2 == 0 else None
-    write = Write(
-        admin.read().version, ChangeKind.OVERRIDE, "bench", "flip", flag=FLAG, override=ov
-    )
+    state = admin.read()
+    ov = None if FLAG in state.overrides else Override(OverrideKind.KILL, "off")
+    write = Write(state.version, ChangeKind.OVERRIDE, "bench", "flip", flag=FLAG, override=ov)
     t0 = time.monotonic_ns()
     assert admin.write(write).ok
     return t0
@@ -256,7 +259,7 @@ def _drive(
     started = []
     cpu = _cpu_seconds(edge_pid)
     for i in range(flips):
-        started.append(_flip(admin, i))
+        started.append(_flip(admin))
         deadline = time.monotonic() + timeout
         while any(seen[c] <= i for c in range(clients)):
             if time.monotonic() > deadline:
