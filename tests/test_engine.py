@@ -9,7 +9,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from flagedge.model import ErrorCode, ErrorCodeNumber, FlagType, Reason, ReasonCode, Resolution
@@ -85,8 +85,8 @@ def test_golden_cases_cover_every_file() -> None:
 @given(doc=document_shaped(), contexts=st.lists(any_context, min_size=1, max_size=3))
 def test_built_documents_evaluate_without_raising(doc: Any, contexts: list[Any]) -> None:
     snap = build_or_problems(doc)
-    assume(snap is not None)
-    assert snap is not None
+    if snap is None:  # refused: build_or_problems checked that every problem is located
+        return
     for key in snap.keys:
         for ctx in contexts:
             check_resolution(snap.evaluate(key, ctx, NOW), key)
