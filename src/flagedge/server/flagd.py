@@ -33,7 +33,7 @@ from flagedge.errors import FlagdError
 from flagedge.metrics import EvaluationCounter
 from flagedge.model import ErrorCode, FlagType, Reason, Resolution, ValueKind
 from flagedge.server import status
-from flagedge.server.caller import CALLER, Views, metadata_of
+from flagedge.server.caller import CALLER, Evaluating, Views, metadata_of
 from flagedge.server.events import ChangeHub, Shutdown
 from flagedge.server.selector import ALL, Selection, selection_from_metadata
 from flagedge.snapshot import SnapshotHolder
@@ -58,7 +58,7 @@ class _Request(Protocol):
     def context(self) -> Any: ...
 
 
-class FlagdCore:
+class FlagdCore(Evaluating):
     """What v1 and v2 share: selection, evaluation, metadata layering, events."""
 
     def __init__(
@@ -74,17 +74,10 @@ class FlagdCore:
         evaluations: EvaluationCounter | None = None,
         views: Views | None = None,
     ) -> None:
-        self.holder = holder
-        self.views = views or Views()
-        self.hub = hub
-        self.limits = limits
+        super().__init__(holder, hub, limits, clock=clock, evaluations=evaluations, views=views)
         self.source = source
-        self.clock = clock
         self.keepalive_interval = keepalive_interval
         self.stream_deadline = stream_deadline
-        # Counting is an append of the shared Resolution (metrics.py: no lock, no allocation).
-        self.evaluations = evaluations or EvaluationCounter()
-        self._count = self.evaluations.record
 
     def resolve(
         self, request: _Request, context: Context, flag_type: FlagType
