@@ -46,7 +46,13 @@ from flagedge.metrics import ServerMetrics
 from flagedge.server import status
 from flagedge.server.caller import DEFAULT_MAX_STREAMS, Authorize, Gate, Views
 from flagedge.server.events import ChangeHub
-from flagedge.server.flagd import FlagdCore, FlagdV1Servicer, FlagdV2Servicer, unix_now
+from flagedge.server.flagd import (
+    RESOLVE_TYPES,
+    FlagdCore,
+    FlagdV1Servicer,
+    FlagdV2Servicer,
+    unix_now,
+)
 from flagedge.server.native import NativeServicer
 from flagedge.server.sync import SERVICE as SYNC_SERVICE
 from flagedge.server.sync import FlagSyncServicer, Renderings, SyncHub
@@ -181,7 +187,7 @@ def _flagd_handlers(
             getattr(module, f"Resolve{kind}Request"),
             getattr(module, f"Resolve{kind}Response"),
         )
-        for kind in ("Boolean", "String", "Float", "Int", "Object")
+        for kind in RESOLVE_TYPES
     }
     if isinstance(servicer, FlagdV1Servicer):
         unary["ResolveAll"] = (servicer.ResolveAll, v1.ResolveAllRequest, v1.ResolveAllResponse)
