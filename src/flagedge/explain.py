@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import codegen, jsonlogic
@@ -43,12 +43,7 @@ class Step:
     then: str  # what the branch answers, rendered
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "condition": self.condition,
-            "result": self.result,
-            "then": self.then,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
