@@ -201,9 +201,11 @@ def channel_credentials(
     return grpc.composite_channel_credentials(transport, grpc.access_token_call_credentials(token))
 
 
-class Client:
-    """Blocking client. ``timeout`` (seconds) is every unary call's deadline;
-    ``credentials`` (channel_credentials) for an edge with TLS or tokens."""
+class _Pool:
+    """The channels both clients share, used round robin; ``_grpc`` (grpc or grpc.aio)
+    makes them."""
+
+    _grpc: Any
 
     def __init__(
         self,
@@ -215,9 +217,9 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._channels = [
-            grpc.insecure_channel(target, options=_options(options))
+            self._grpc.insecure_channel(target, options=_options(options))
             if credentials is None
-            else grpc.secure_channel(target, credentials, options=_options(options))
+            else self._grpc.secure_channel(target, credentials, options=_options(options))
             for _ in range(channels)
         ]
         self._calls = [_Calls(c) for c in self._channels]
@@ -226,6 +228,13 @@ class Client:
 
     def _pick(self) -> _Calls:
         return self._calls[next(self._turn) % len(self._calls)]
+
+
+class Client(_Pool):
+    """Blocking client. ``timeout`` (seconds) is every unary call's deadline;
+    ``credentials`` (channel_credentials) for an edge with TLS or tokens."""
+
+    _grpc = grpc
 
     def evaluate(
         self, key: str, context: Context | None = None, *, flag_type: FlagType | None = None
@@ -276,30 +285,11 @@ class Client:
         self.close()
 
 
-class AsyncClient:
-    """asyncio client; create it inside a running event loop."""
+class AsyncClient(_Pool):
+    """asyncio client; create it inside a running event loop. ``timeout`` and
+    ``credentials`` as for Client."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        channels: int = 1,
-        timeout: float | None = 5.0,
-        options: Sequence[tuple[str, Any]] = (),
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        self._channels = [
-            grpc.aio.insecure_channel(target, options=_options(options))
-            if credentials is None
-            else grpc.aio.secure_channel(target, credentials, options=_options(options))
-            for _ in range(channels)
-        ]
-        self._calls = [_Calls(c) for c in self._channels]
-        self._turn = itertools.count()
-        self.timeout = timeout
-
-    def _pick(self) -> _Calls:
-        return self._calls[next(self._turn) % len(self._calls)]
+    _grpc = grpc.aio
 
     async def evaluate(
         self, key: str, context: Context | None = None, *, flag_type: FlagType | None = None

@@ -604,21 +604,6 @@ class _Gen:
 
     # fractional ----------------------------------------------------------------------------
 
-    def _fraction_parts(self, args: list[Any]) -> tuple[Any, list[Any], bool]:
-        """(bucketing expression or _IMPLICIT, bucket nodes, whether buckets are literal)."""
-        if not args:
-            raise _Unsupported("fractional needs at least one bucket")
-        first = args[0]
-        if isinstance(first, list):
-            by: Any = _IMPLICIT
-            buckets = args
-        else:
-            by, buckets = first, args[1:]
-        literal = all(
-            isinstance(b, list) and 1 <= len(b) <= 2 and not _has_operator(b) for b in buckets
-        )
-        return by, buckets, literal
-
     def _hash_src(self, by: Any, d: int) -> str:
         """Source of the unsigned hash of the bucketing value (None when unbucketable)."""
         if self.scheme is Scheme.V2:
@@ -652,7 +637,9 @@ class _Gen:
         return f"(None if ({t} := {by_src}).__class__ is list else _hash_v3({t}))"
 
     def op_fractional(self, args: list[Any], d: int) -> tuple[str, str]:
-        by, buckets, literal = self._fraction_parts(args)
+        if not args:
+            raise _Unsupported("fractional needs at least one bucket")
+        by, buckets, literal = fraction_parts(args)
         h = self._hash_src(by, d)
         if literal:
             parsed = _parse_buckets(buckets)
@@ -687,7 +674,7 @@ class _Gen:
                 lines.extend(self.outcome_stmts(rest, indent, depth + 1))
                 return lines
             if op == "fractional" and args:
-                by, buckets, literal = self._fraction_parts(args)
+                by, buckets, literal = fraction_parts(args)
                 parsed = _parse_buckets(buckets) if literal else None
                 if parsed is not None:
                     names, bounds, total = parsed
@@ -741,6 +728,21 @@ class _Implicit:
 
 
 _IMPLICIT = _Implicit()
+
+
+def fraction_parts(args: list[Any]) -> tuple[Any, list[Any], bool]:
+    """fractional's arguments: (bucketing expression or _IMPLICIT, bucket nodes, whether the
+    buckets are literal). No arguments: (None, [], True)."""
+    first = args[0] if args else None
+    if isinstance(first, list):
+        by: Any = _IMPLICIT
+        buckets = args
+    else:
+        by, buckets = first, args[1:]
+    literal = all(
+        isinstance(b, list) and 1 <= len(b) <= 2 and not _has_operator(b) for b in buckets
+    )
+    return by, buckets, literal
 
 
 def _has_operator(node: Any) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import codegen, jsonlogic
@@ -43,12 +43,7 @@ class Step:
     then: str  # what the branch answers, rendered
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "condition": self.condition,
-            "result": self.result,
-            "then": self.then,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,11 +225,7 @@ def _outline(
 # -- the interpreter ---------------------------------------------------------------------------
 
 
-class _Implicit:
-    """fractional's bucketing value when the rule names none (the targeting key)."""
-
-
-_IMPLICIT = _Implicit()
+_IMPLICIT = codegen._IMPLICIT  # fractional's bucketing value when the rule names none
 
 
 class _Interpreter:
@@ -474,15 +465,7 @@ class _Interpreter:
         return jsonlogic.sem_ver(*self._all(a, ctx, sub))
 
     def op_fractional(self, a: list[Any], ctx: Any, sub: bool, path: str) -> Any:
-        first = a[0] if a else None
-        if isinstance(first, list):
-            by: Any = _IMPLICIT
-            nodes = a
-        else:
-            by, nodes = first, a[1:]
-        literal = all(
-            isinstance(b, list) and 1 <= len(b) <= 2 and not codegen._has_operator(b) for b in nodes
-        )
+        by, nodes, literal = codegen.fraction_parts(a)
         if literal and codegen._parse_buckets(nodes) is None:
             # As compiled: unusable literal buckets answer None without hashing anything.
             self.buckets.append(Buckets(path, self._by(by), None, None, 0, (), None))

@@ -192,22 +192,26 @@ def mod(a: Any, b: Any) -> float | int:
     return r
 
 
-def minimum(*args: Any) -> int | float:
-    if not args:
-        return NAN
-    nums = [to_number(a) for a in args]
-    if any(n != n for n in nums):
-        return NAN
-    return min(nums)
+def _extreme(
+    pick: Callable[[list[int | float]], int | float], name: str
+) -> Callable[..., int | float]:
+    """min or max over the arguments as numbers; NaN when there are none or one is NaN.
+    A closure rather than a wrapper: compiled rules call it, so it adds no call."""
+
+    def extreme(*args: Any) -> int | float:
+        if not args:
+            return NAN
+        nums = [to_number(a) for a in args]
+        if any(n != n for n in nums):
+            return NAN
+        return pick(nums)
+
+    extreme.__name__ = extreme.__qualname__ = name
+    return extreme
 
 
-def maximum(*args: Any) -> int | float:
-    if not args:
-        return NAN
-    nums = [to_number(a) for a in args]
-    if any(n != n for n in nums):
-        return NAN
-    return max(nums)
+minimum = _extreme(min, "minimum")
+maximum = _extreme(max, "maximum")
 
 
 def cat(*args: Any) -> str:

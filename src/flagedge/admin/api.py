@@ -27,6 +27,7 @@ from ..store import writes
 from ..store.plane import RawState
 from .diff import unified
 from .service import SERVICE, Service, caller_of, environment_of
+from .state import Environment
 
 MAX_AUDIT = 1000
 
@@ -349,10 +350,16 @@ def _list_edits(body: dict[str, Any]) -> list[ListEdit]:
 # -- writes ----------------------------------------------------------------------------------
 
 
+async def _write_request(
+    request: web.Request, role: Role
+) -> tuple[str, Environment, dict[str, Any]]:
+    """A write's caller name (who must have ``role``), environment and JSON body."""
+    actor = _need(request, role)
+    return actor, environment_of(request), await read_json(request)
+
+
 async def kill(request: web.Request) -> web.Response:
-    actor = _need(request, Role.OPERATOR)
-    env = environment_of(request)
-    body = await read_json(request)
+    actor, env, body = await _write_request(request, Role.OPERATOR)
     variant = body.get("variant") or None
     if variant is not None and not isinstance(variant, str):
         raise Refusal("variant is a name", problems=(Problem("variant", "a variant name"),))
@@ -362,18 +369,14 @@ async def kill(request: web.Request) -> web.Response:
 
 
 async def restore(request: web.Request) -> web.Response:
-    actor = _need(request, Role.OPERATOR)
-    env = environment_of(request)
-    body = await read_json(request)
+    actor, env, body = await _write_request(request, Role.OPERATOR)
     key = request.match_info["flag"]
     done = await env.write(writes.restore, key, actor, expected=_version(body, False))
     return json_response(_done(env.name, done, f"{key} has no override; nothing to restore"))
 
 
 async def rollout(request: web.Request) -> web.Response:
-    actor = _need(request, Role.OPERATOR)
-    env = environment_of(request)
-    body = await read_json(request)
+    actor, env, body = await _write_request(request, Role.OPERATOR)
     percent = body.get("percent")
     if isinstance(percent, bool) or not isinstance(percent, int | float):
         raise Refusal("percent is a number", problems=(Problem("percent", "0 to 100"),))
@@ -386,9 +389,7 @@ async def rollout(request: web.Request) -> web.Response:
 
 
 async def edit_flag(request: web.Request) -> web.Response:
-    actor = _need(request, Role.EDITOR)
-    env = environment_of(request)
-    body = await read_json(request)
+    actor, env, body = await _write_request(request, Role.EDITOR)
     if "definition" not in body:
         raise Refusal("no definition", problems=(Problem("definition", "required"),))
     key = request.match_info["flag"]
@@ -399,9 +400,7 @@ async def edit_flag(request: web.Request) -> web.Response:
 
 
 async def edit_lists_(request: web.Request) -> web.Response:
-    actor = _need(request, Role.EDITOR)
-    env = environment_of(request)
-    body = await read_json(request)
+    actor, env, body = await _write_request(request, Role.EDITOR)
     key = request.match_info["flag"]
     done = await env.write(
         writes.edit_flag_lists, key, _list_edits(body), actor, expected=_version(body, True)
@@ -410,9 +409,7 @@ async def edit_lists_(request: web.Request) -> web.Response:
 
 
 async def push(request: web.Request) -> web.Response:
-    actor = _need(request, Role.EDITOR)
-    env = environment_of(request)
-    body = await read_json(request)
+    actor, env, body = await _write_request(request, Role.EDITOR)
     if "definitions" not in body:
         raise Refusal("no definitions", problems=(Problem("definitions", "required"),))
     done = await env.write(

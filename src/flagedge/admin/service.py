@@ -21,7 +21,6 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -38,7 +37,7 @@ from ..errors import (
     Unauthenticated,
 )
 from ..logs import event
-from ..serve.config import SecurityConfig
+from ..serve.config import SecurityConfig, check_files, tls_paths
 from ..serve.security import Security
 from ..store.redis import RedisAdmin, parse_target
 from .sessions import COOKIE, Caller, Identify, Sessions
@@ -93,17 +92,8 @@ class AdminConfig:
                 raise ConfigError(f"--trusted-proxy {p!r} is not an IP address") from None
         if proxies and not s["trusted_user_header"]:
             raise ConfigError("--trusted-proxy needs --trusted-user-header")
-        cert, key, ca = s["server_cert_path"], s["server_key_path"], s["client_ca_path"]
-        if (cert is None) != (key is None):
-            raise ConfigError("--server-cert-path and --server-key-path go together")
-        for name, path in (
-            ("server-cert-path", cert),
-            ("server-key-path", key),
-            ("client-ca-path", ca),
-            ("auth-file", s["auth_file"]),
-        ):
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"--{name}: {path} is not a readable file")
+        cert, key, ca = tls_paths(s)
+        check_files(s)
         return cls(
             host=s["host"],
             port=s["port"],

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -58,16 +58,7 @@ class FlagRow:
     description: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "kind": self.kind,
-            "owner": self.owner,
-            "expires": self.expires,
-            "state": self.state,
-            "override": self.override,
-            "typical": self.typical,
-            "description": self.description,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

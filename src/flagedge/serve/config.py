@@ -79,19 +79,10 @@ class SecurityConfig:
 
     @classmethod
     def from_settings(cls, s: config.Settings) -> SecurityConfig:
-        cert, key, ca = s["server_cert_path"], s["server_key_path"], s["client_ca_path"]
-        if (cert is None) != (key is None):
-            raise ConfigError("--server-cert-path and --server-key-path go together")
+        cert, key, ca = tls_paths(s)
         if ca is not None and cert is None:
             raise ConfigError("--client-ca-path (mutual TLS) needs --server-cert-path")
-        for name, path in (
-            ("server-cert-path", cert),
-            ("server-key-path", key),
-            ("client-ca-path", ca),
-            ("auth-file", s["auth_file"]),
-        ):
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"--{name}: {path} is not a readable file")
+        check_files(s)
         socket_path = s["socket_path"]
         if socket_path is not None:
             where = Path(socket_path)
@@ -109,6 +100,23 @@ class SecurityConfig:
             management_host=s["management_host"],
             max_streams_per_token=s["max_streams_per_token"],
         )
+
+
+def tls_paths(s: config.Settings) -> tuple[str | None, str | None, str | None]:
+    """The certificate, key and client CA paths; ConfigError unless certificate and key
+    are given together."""
+    cert, key, ca = s["server_cert_path"], s["server_key_path"], s["client_ca_path"]
+    if (cert is None) != (key is None):
+        raise ConfigError("--server-cert-path and --server-key-path go together")
+    return cert, key, ca
+
+
+def check_files(s: config.Settings) -> None:
+    """ConfigError for a TLS path or the auth file given that is not a readable file."""
+    for name in ("server-cert-path", "server-key-path", "client-ca-path", "auth-file"):
+        path = s[name.replace("-", "_")]
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"--{name}: {path} is not a readable file")
 
 
 # The fields that hold a listener's port: the supervisor reserves each for its workers. A new
@@ -191,20 +199,8 @@ class ServeConfig:
             log_format=s["log_format"],
             redis=redis,
             security=SecurityConfig.from_settings(s),
-            limits=Limits(
-                max_message_bytes=s["max_message_bytes"],
-                max_batch_cells=s["max_batch_cells"],
-                max_context_depth=s["max_context_depth"],
-                max_context_bytes=s["max_context_bytes"],
-                max_context_keys=s["max_context_keys"],
-                max_keys=s["max_keys"],
-                max_streams=s["max_streams"],
-                max_streams_per_connection=s["max_streams_per_connection"],
-                max_connection_idle=s["max_connection_idle"],
-                keepalive_time=s["keepalive_time"],
-                min_ping_interval=s["min_ping_interval"],
-                max_ping_strikes=s["max_ping_strikes"],
-            ),
+            # Each field of Limits is the setting of the same name (config.LIMITS).
+            limits=Limits(**{f.name: s[f.name] for f in dataclasses.fields(Limits)}),
             definition_limits=config.definition_limits(s),
         )
 

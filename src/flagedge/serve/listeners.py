@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ..auth import Identity, Scope
 from ..metrics import ServerMetrics
@@ -66,23 +66,53 @@ class Listener(Protocol):
     async def stop(self, grace: float) -> None: ...
 
 
-class GrpcListener:
-    name = "gRPC"
+class _Bound(Protocol):
+    port: int
+
+
+S = TypeVar("S", bound=_Bound)
+
+
+class _OneServer(Generic[S]):
+    """A listener over one server: ``_serve`` starts it (``running``, None until then) and
+    ``_stop`` stops it; ``port`` is the bound port once it started."""
+
     early = False
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.running: RunningServer | None = None
-        self.socket_path: str | None = None
+        self.running: S | None = None
 
     async def start(self, context: ServeContext) -> None:
+        self.running = await self._serve(context)
+        self.port = self.running.port
+
+    async def stop(self, grace: float) -> None:
+        if self.running is not None:
+            await self._stop(self.running, grace)
+
+    async def _serve(self, context: ServeContext) -> S:
+        raise NotImplementedError
+
+    async def _stop(self, running: S, grace: float) -> None:
+        raise NotImplementedError
+
+
+class GrpcListener(_OneServer[RunningServer]):
+    name = "gRPC"
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.socket_path: str | None = None
+
+    async def _serve(self, context: ServeContext) -> RunningServer:
         config = context.config
         security = context.security
         socket_path = config.security.socket_path
         if config.worker_index != "0":
             socket_path = None
-        self.running = await start_server(
+        running = await start_server(
             context.holder,
             self.host,
             self.port,
@@ -98,25 +128,19 @@ class GrpcListener:
             socket_mode=int(config.security.socket_mode, 8),
             limits=config.limits,
         )
-        self.port = self.running.port
         self.socket_path = socket_path
+        return running
 
-    async def stop(self, grace: float) -> None:
-        if self.running is not None:
-            await self.running.stop(grace)
+    async def _stop(self, running: RunningServer, grace: float) -> None:
+        await running.stop(grace)
 
 
-class ManagementListener:
+class ManagementListener(_OneServer[ManagementServer]):
     name = "management"
     early = True
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.server: ManagementServer | None = None
-
-    async def start(self, context: ServeContext) -> None:
-        self.server = await start_management(
+    async def _serve(self, context: ServeContext) -> ManagementServer:
+        return await start_management(
             self.host,
             self.port,
             context.ready,
@@ -125,26 +149,18 @@ class ManagementListener:
             metrics=context.metrics.exposition,
             negotiate=context.metrics.negotiated,
         )
-        self.port = self.server.port
 
-    async def stop(self, grace: float) -> None:
-        if self.server is not None:
-            await self.server.close()
+    async def _stop(self, running: ManagementServer, grace: float) -> None:
+        await running.close()
 
 
-class SyncListener:
+class SyncListener(_OneServer[RunningSyncServer]):
     name = "sync"
-    early = False
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.running: RunningSyncServer | None = None
-
-    async def start(self, context: ServeContext) -> None:
+    async def _serve(self, context: ServeContext) -> RunningSyncServer:
         config = context.config
         security = context.security
-        self.running = await start_sync_server(
+        return await start_sync_server(
             context.holder,
             self.host,
             self.port,
@@ -156,32 +172,24 @@ class SyncListener:
             authorize=security.authorize if security.checks_tokens else None,
             max_streams_per_token=config.security.max_streams_per_token,
         )
-        self.port = self.running.port
 
-    async def stop(self, grace: float) -> None:
-        if self.running is not None:
-            await self.running.stop(grace)
+    async def _stop(self, running: RunningSyncServer, grace: float) -> None:
+        await running.stop(grace)
 
 
-class HttpListener:
+class HttpListener(_OneServer[RunningHttp]):
     """OFREP (and Connect) over HTTP: tokens and TLS as every listener takes them."""
 
     name = "OFREP"
-    early = False
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.running: RunningHttp | None = None
-
-    async def start(self, context: ServeContext) -> None:
+    async def _serve(self, context: ServeContext) -> RunningHttp:
         config = context.config
         security = context.security
 
         def authorize(authorization: str | None, api_key: str | None) -> Identity:
             return security.authorize(Scope.EVALUATE, authorization, api_key)
 
-        self.running = await start_http(
+        return await start_http(
             context.holder,
             self.host,
             self.port,
@@ -199,11 +207,9 @@ class HttpListener:
             ssl_context=security.ssl_context(),
             grace=config.grace,
         )
-        self.port = self.running.port
 
-    async def stop(self, grace: float) -> None:
-        if self.running is not None:
-            await self.running.stop()
+    async def _stop(self, running: RunningHttp, grace: float) -> None:
+        await running.stop()  # the HTTP server's grace is config.grace, set at start
 
 
 ListenerFactory = Callable[[ServeConfig], Listener | None]

@@ -29,8 +29,10 @@ from typing import Any, Final
 from flagedge.auth import ANONYMOUS, Identity, Scope
 from flagedge.errors import PermissionDenied, TooManyStreams, Unauthenticated
 from flagedge.logs import event
-from flagedge.metrics import ServerMetrics
-from flagedge.snapshot import Snapshot
+from flagedge.metrics import EvaluationCounter, ServerMetrics
+from flagedge.server.events import ChangeHub
+from flagedge.snapshot import Snapshot, SnapshotHolder
+from flagedge.wire import Limits
 
 log = logging.getLogger("flagedge.auth")
 
@@ -218,3 +220,28 @@ class Views:
         if view is None:
             view = self._views[prefixes] = snap.visible(prefixes)
         return view
+
+
+class Evaluating:
+    """What every evaluation servicer (native.py, flagd.py) holds: the holder it reads
+    through the caller's ``views``, the change hub, the request limits, the clock, and the
+    counter each Resolution is recorded in."""
+
+    def __init__(
+        self,
+        holder: SnapshotHolder,
+        hub: ChangeHub,
+        limits: Limits,
+        *,
+        clock: Callable[[], int],
+        evaluations: EvaluationCounter | None,
+        views: Views | None,
+    ) -> None:
+        self.holder = holder
+        self.views = views or Views()
+        self.hub = hub
+        self.limits = limits
+        self.clock = clock
+        # Counting is an append of the shared Resolution (metrics.py: no lock, no allocation).
+        self.evaluations = evaluations or EvaluationCounter()
+        self._count = self.evaluations.record

@@ -36,7 +36,7 @@ from flagedge.errors import FlagdError, PermissionDenied, Unauthenticated
 from flagedge.metrics import ServerMetrics
 from flagedge.model import ErrorCode
 from flagedge.server import status
-from flagedge.server.flagd import FlagdCore, FlagdV1Servicer, FlagdV2Servicer
+from flagedge.server.flagd import RESOLVE_TYPES, FlagdCore, FlagdV1Servicer, FlagdV2Servicer
 from flagedge.server.http import BodyError, HttpLimits, RateLimit, Routes, raw_json, read_body
 from flagedge.server.selector import HEADER as SELECTOR_HEADER
 
@@ -131,7 +131,7 @@ class ConnectService:
             (SERVICES[0], FlagdV1Servicer(core), v1),
             (SERVICES[1], FlagdV2Servicer(core), v2),
         ):
-            for kind in ("Boolean", "String", "Float", "Int", "Object", "All"):
+            for kind in (*RESOLVE_TYPES, "All"):
                 method = getattr(servicer, f"Resolve{kind}", None)
                 if method is None:
                     continue  # v2 has no ResolveAll

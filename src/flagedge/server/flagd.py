@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import grpc
 
@@ -33,7 +33,7 @@ from flagedge.errors import FlagdError
 from flagedge.metrics import EvaluationCounter
 from flagedge.model import ErrorCode, FlagType, Reason, Resolution, ValueKind
 from flagedge.server import status
-from flagedge.server.caller import CALLER, Views, metadata_of
+from flagedge.server.caller import CALLER, Evaluating, Views, metadata_of
 from flagedge.server.events import ChangeHub, Shutdown
 from flagedge.server.selector import ALL, Selection, selection_from_metadata
 from flagedge.snapshot import SnapshotHolder
@@ -58,7 +58,7 @@ class _Request(Protocol):
     def context(self) -> Any: ...
 
 
-class FlagdCore:
+class FlagdCore(Evaluating):
     """What v1 and v2 share: selection, evaluation, metadata layering, events."""
 
     def __init__(
@@ -74,17 +74,10 @@ class FlagdCore:
         evaluations: EvaluationCounter | None = None,
         views: Views | None = None,
     ) -> None:
-        self.holder = holder
-        self.views = views or Views()
-        self.hub = hub
-        self.limits = limits
+        super().__init__(holder, hub, limits, clock=clock, evaluations=evaluations, views=views)
         self.source = source
-        self.clock = clock
         self.keepalive_interval = keepalive_interval
         self.stream_deadline = stream_deadline
-        # Counting is an append of the shared Resolution (metrics.py: no lock, no allocation).
-        self.evaluations = evaluations or EvaluationCounter()
-        self._count = self.evaluations.record
 
     def resolve(
         self, request: _Request, context: Context, flag_type: FlagType
@@ -280,37 +273,47 @@ _SETTERS: dict[FlagType, Callable[[Any, Any], None]] = {
 }
 
 
+# The flagd Resolve<Type> methods, by the name the protos give each type.
+RESOLVE_TYPES: Final = {
+    "Boolean": FlagType.BOOLEAN,
+    "String": FlagType.STRING,
+    "Float": FlagType.FLOAT,
+    "Int": FlagType.INTEGER,
+    "Object": FlagType.OBJECT,
+}
+
+
 class _Servicer:
+    """A flagd evaluation service. A subclass names the proto ``module`` its answers are
+    made of and whether ``v1_rules`` apply; its Resolve<Type> methods are made from those."""
+
+    _event: Callable[..., Any]  # the module's EventStreamResponse
+
+    def __init_subclass__(cls, *, module: Any, v1_rules: bool) -> None:
+        super().__init_subclass__()
+        cls._event = module.EventStreamResponse
+        for name, flag_type in RESOLVE_TYPES.items():
+            response_type = getattr(module, f"Resolve{name}Response")
+            setattr(
+                cls, f"Resolve{name}", _resolve_method(flag_type, response_type, v1_rules=v1_rules)
+            )
+
     def __init__(self, core: FlagdCore) -> None:
         self.core = core
 
-
-class FlagdV2Servicer(_Servicer):
-    """``flagd.evaluation.v2.Service``: value and variant unset when the code default applies."""
-
-    ResolveBoolean = _resolve_method(FlagType.BOOLEAN, v2.ResolveBooleanResponse, v1_rules=False)
-    ResolveString = _resolve_method(FlagType.STRING, v2.ResolveStringResponse, v1_rules=False)
-    ResolveFloat = _resolve_method(FlagType.FLOAT, v2.ResolveFloatResponse, v1_rules=False)
-    ResolveInt = _resolve_method(FlagType.INTEGER, v2.ResolveIntResponse, v1_rules=False)
-    ResolveObject = _resolve_method(FlagType.OBJECT, v2.ResolveObjectResponse, v1_rules=False)
-
-    async def EventStream(
-        self, request: v2.EventStreamRequest, context: Context
-    ) -> AsyncIterator[v2.EventStreamResponse]:
+    async def EventStream(self, request: Any, context: Context) -> AsyncIterator[Any]:
         async for kind, data in self.core.events(context):
-            message = v2.EventStreamResponse(type=kind)
+            message = self._event(type=kind)
             _fill_event(message.data, data)
             yield message
 
 
-class FlagdV1Servicer(_Servicer):
-    """``flagd.evaluation.v1.Service``: zero values instead of absent ones, plus ResolveAll."""
+class FlagdV2Servicer(_Servicer, module=v2, v1_rules=False):
+    """``flagd.evaluation.v2.Service``: value and variant unset when the code default applies."""
 
-    ResolveBoolean = _resolve_method(FlagType.BOOLEAN, v1.ResolveBooleanResponse, v1_rules=True)
-    ResolveString = _resolve_method(FlagType.STRING, v1.ResolveStringResponse, v1_rules=True)
-    ResolveFloat = _resolve_method(FlagType.FLOAT, v1.ResolveFloatResponse, v1_rules=True)
-    ResolveInt = _resolve_method(FlagType.INTEGER, v1.ResolveIntResponse, v1_rules=True)
-    ResolveObject = _resolve_method(FlagType.OBJECT, v1.ResolveObjectResponse, v1_rules=True)
+
+class FlagdV1Servicer(_Servicer, module=v1, v1_rules=True):
+    """``flagd.evaluation.v1.Service``: zero values instead of absent ones, plus ResolveAll."""
 
     def ResolveAll(self, request: v1.ResolveAllRequest, context: Context) -> v1.ResolveAllResponse:
         """Every selected flag, typed by its variants' kind; integers travel as doubles.
@@ -343,14 +346,6 @@ class FlagdV1Servicer(_Servicer):
                 with contextlib.suppress(UnicodeError, ValueError, KeyError):
                     del out.flags[resolution.key]
         return out
-
-    async def EventStream(
-        self, request: v1.EventStreamRequest, context: Context
-    ) -> AsyncIterator[v1.EventStreamResponse]:
-        async for kind, data in self.core.events(context):
-            message = v1.EventStreamResponse(type=kind)
-            _fill_event(message.data, data)
-            yield message
 
 
 def _fill_event(target: Any, data: Mapping[str, Any]) -> None:

@@ -28,7 +28,7 @@ from flagedge._proto.flagedge.v1 import flagedge_pb2 as pb
 from flagedge.errors import DeadlineExpired, LimitExceeded
 from flagedge.metrics import EvaluationCounter
 from flagedge.model import Resolution
-from flagedge.server.caller import CALLER, Views
+from flagedge.server.caller import CALLER, Evaluating, Views
 from flagedge.server.events import ChangeHub, Shutdown
 from flagedge.server.status import current
 from flagedge.snapshot import BatchResult, Snapshot, SnapshotHolder
@@ -100,7 +100,7 @@ class _Tables:
         self.tables: dict[str, pb.FlagTable] = {}
 
 
-class NativeServicer:
+class NativeServicer(Evaluating):
     def __init__(
         self,
         holder: SnapshotHolder,
@@ -112,16 +112,9 @@ class NativeServicer:
         evaluations: EvaluationCounter | None = None,
         views: Views | None = None,
     ) -> None:
-        self.holder = holder
-        self.views = views or Views()
-        self.hub = hub
-        self.limits = limits
-        self.clock = clock
+        super().__init__(holder, hub, limits, clock=clock, evaluations=evaluations, views=views)
         self.server_id = server_id
         self._tables: _Tables | None = None
-        # Counting is an append of the shared Resolution (metrics.py: no lock, no allocation).
-        self.evaluations = evaluations or EvaluationCounter()
-        self._count = self.evaluations.record
 
     def Evaluate(self, request: pb.EvaluateRequest, context: Context) -> pb.EvaluateResponse:
         snap = self.views.of(current(self.holder))

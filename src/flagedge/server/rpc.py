@@ -46,7 +46,13 @@ from flagedge.metrics import ServerMetrics
 from flagedge.server import status
 from flagedge.server.caller import DEFAULT_MAX_STREAMS, Authorize, Gate, Views
 from flagedge.server.events import ChangeHub
-from flagedge.server.flagd import FlagdCore, FlagdV1Servicer, FlagdV2Servicer, unix_now
+from flagedge.server.flagd import (
+    RESOLVE_TYPES,
+    FlagdCore,
+    FlagdV1Servicer,
+    FlagdV2Servicer,
+    unix_now,
+)
 from flagedge.server.native import NativeServicer
 from flagedge.server.sync import SERVICE as SYNC_SERVICE
 from flagedge.server.sync import FlagSyncServicer, Renderings, SyncHub
@@ -59,8 +65,38 @@ FLAGD_V1_SERVICE = "flagd.evaluation.v1.Service"
 SERVICES = (NATIVE_SERVICE, FLAGD_V2_SERVICE, FLAGD_V1_SERVICE)
 
 
-class RunningServer:
-    """A started server. ``port`` is the bound gRPC port (useful after asking for port 0)."""
+class _Running:
+    """What both started servers share: the bound port and a graceful stop."""
+
+    def __init__(
+        self, server: grpc.aio.Server, port: int, hub: ChangeHub | SyncHub, health_servicer: Any
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.hub = hub
+        self._health = health_servicer
+        self._stopped = False
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop taking calls, close the hub (what that ends: each server says), let in-flight
+        calls finish within ``grace`` seconds, then cancel what is left."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._health.enter_graceful_shutdown()
+        self.hub.close()
+        await self.server.stop(grace)
+        await self._stopped_serving()
+
+    async def _stopped_serving(self) -> None:
+        """What is left to do once the server has stopped."""
+
+
+class RunningServer(_Running):
+    """A started server. ``port`` is the bound gRPC port (useful after asking for port 0).
+    Stopping tells event streams (provider_shutdown), then stops the metrics."""
+
+    hub: ChangeHub
 
     def __init__(
         self,
@@ -73,28 +109,16 @@ class RunningServer:
         socket_path: str | None = None,
         guard: status.Guard | None = None,
     ) -> None:
+        super().__init__(server, port, hub, health_servicer)
         self.metrics = metrics or ServerMetrics()
         self.socket_path = socket_path
         self.guard = guard or status.Guard(Limits().max_streams)  # open streams, limit lines
-        self.server = server
-        self.port = port
-        self.hub = hub
         self.server_id = server_id
-        self._health = health_servicer
-        self._stopped = False
 
     def serving(self) -> bool:
         return not self._stopped
 
-    async def stop(self, grace: float | None = 5.0) -> None:
-        """Stop taking calls, tell event streams (provider_shutdown), let in-flight calls
-        finish within ``grace`` seconds, then cancel what is left."""
-        if self._stopped:
-            return
-        self._stopped = True
-        await self._health.enter_graceful_shutdown()
-        self.hub.close()
-        await self.server.stop(grace)
+    async def _stopped_serving(self) -> None:
         await self.metrics.stop()
 
     async def wait_for_termination(self) -> None:
@@ -163,7 +187,7 @@ def _flagd_handlers(
             getattr(module, f"Resolve{kind}Request"),
             getattr(module, f"Resolve{kind}Response"),
         )
-        for kind in ("Boolean", "String", "Float", "Int", "Object")
+        for kind in RESOLVE_TYPES
     }
     if isinstance(servicer, FlagdV1Servicer):
         unary["ResolveAll"] = (servicer.ResolveAll, v1.ResolveAllRequest, v1.ResolveAllResponse)
@@ -282,12 +306,34 @@ async def start_server(
         ]
     )
 
+    bound, health_servicer = await _start(
+        server, SERVICES, "gRPC", host, port, credentials, hub, socket_path, socket_mode
+    )
+    metrics.start()
+    return RunningServer(
+        server, bound, hub, health_servicer, server_id, metrics, socket_path, guard
+    )
+
+
+async def _start(
+    server: grpc.aio.Server,
+    services: tuple[str, ...],
+    what: str,
+    host: str,
+    port: int,
+    credentials: grpc.ServerCredentials | None,
+    hub: ChangeHub | SyncHub,
+    socket_path: str | None = None,
+    socket_mode: int = 0o660,
+) -> tuple[int, Any]:
+    """Add the health and reflection services, bind ``host:port`` (and ``socket_path``),
+    start ``server`` and report ``services`` SERVING: the bound port and the health servicer.
+    A bind that fails closes ``hub`` and raises OSError naming the ``what`` port."""
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-
     address = f"{_bracket(host)}:{port}"
     try:
         if credentials is None:
@@ -296,7 +342,7 @@ async def start_server(
             bound = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         hub.close()
-        raise OSError(f"cannot bind gRPC port {host}:{port}: {exc}") from exc
+        raise OSError(f"cannot bind {what} port {host}:{port}: {exc}") from exc
     if socket_path is not None:
         try:
             _bind_socket(server, socket_path, socket_mode)
@@ -304,13 +350,9 @@ async def start_server(
             hub.close()
             raise
     await server.start()
-    for name in ("", *SERVICES):
+    for name in ("", *services):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-
-    metrics.start()
-    return RunningServer(
-        server, bound, hub, health_servicer, server_id, metrics, socket_path, guard
-    )
+    return bound, health_servicer
 
 
 def _bind_socket(server: grpc.aio.Server, path: str, mode: int) -> None:
@@ -357,27 +399,16 @@ _PENDING = (
 )
 
 
-class RunningSyncServer:
-    """A started sync server. ``port`` is the bound port (useful after asking for port 0)."""
+class RunningSyncServer(_Running):
+    """A started sync server. ``port`` is the bound port (useful after asking for port 0).
+    Stopping ends every SyncFlags stream (providers reconnect elsewhere or later)."""
+
+    hub: SyncHub
 
     def __init__(
         self, server: grpc.aio.Server, port: int, hub: SyncHub, health_servicer: Any
     ) -> None:
-        self.server = server
-        self.port = port
-        self.hub = hub
-        self._health = health_servicer
-        self._stopped = False
-
-    async def stop(self, grace: float | None = 5.0) -> None:
-        """Stop taking calls, end every SyncFlags stream (providers reconnect elsewhere or
-        later), let other calls finish within ``grace`` seconds."""
-        if self._stopped:
-            return
-        self._stopped = True
-        await self._health.enter_graceful_shutdown()
-        self.hub.close()
-        await self.server.stop(grace)
+        super().__init__(server, port, hub, health_servicer)
 
 
 async def start_sync_server(
@@ -449,21 +480,7 @@ async def start_sync_server(
             )
         ]
     )
-    health_servicer = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SYNC_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    bound, health_servicer = await _start(
+        server, (SYNC_SERVICE,), "sync", host, port, credentials, hub
     )
-    address = f"{_bracket(host)}:{port}"
-    try:
-        if credentials is None:
-            bound = server.add_insecure_port(address)
-        else:
-            bound = server.add_secure_port(address, credentials)
-    except RuntimeError as exc:
-        hub.close()
-        raise OSError(f"cannot bind sync port {host}:{port}: {exc}") from exc
-    await server.start()
-    for name in ("", SYNC_SERVICE):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningSyncServer(server, bound, hub, health_servicer)

@@ -51,55 +51,43 @@ USAGE_RETENTION_DAYS: Final = 45
 MAX_VERSION: Final = 2**53 - 1
 
 
+class _Name:
+    """A Keys attribute: the environment's prefix and then ``suffix``."""
+
+    __slots__ = ("suffix",)
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def __get__(self, keys: Keys, owner: type[Keys] | None = None) -> str:
+        return keys.prefix + self.suffix
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Every Redis name one environment uses."""
 
     env: str
 
+    definitions = _Name("definitions")
+    overrides = _Name("overrides")
+    version = _Name("version")
+    audit = _Name("audit")
+    channel = _Name("changes")
+    change = _Name("change")  # the message the last write published (edges check against it)
+    edge_pattern = _Name("edge:*")
+    usage_since = _Name("usage:since")
+
     @property
     def prefix(self) -> str:
         return f"flagedge:{self.env}:"
 
-    @property
-    def definitions(self) -> str:
-        return self.prefix + "definitions"
-
-    @property
-    def overrides(self) -> str:
-        return self.prefix + "overrides"
-
-    @property
-    def version(self) -> str:
-        return self.prefix + "version"
-
-    @property
-    def audit(self) -> str:
-        return self.prefix + "audit"
-
-    @property
-    def channel(self) -> str:
-        return self.prefix + "changes"
-
-    @property
-    def change(self) -> str:
-        """The message the last write published (what edges check messages against)."""
-        return self.prefix + "change"
-
     def edge(self, edge_id: str) -> str:
         return f"{self.prefix}edge:{edge_id}"
-
-    @property
-    def edge_pattern(self) -> str:
-        return self.prefix + "edge:*"
 
     def usage(self, day: str) -> str:
         """Evaluation counts for one UTC day (YYYY-MM-DD)."""
         return f"{self.prefix}usage:{day}"
-
-    @property
-    def usage_since(self) -> str:
-        return self.prefix + "usage:since"
 
 
 def usage_field(flag: str, variant: str) -> bytes:
