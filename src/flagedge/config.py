@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from .definitions import DefinitionLimits
 from .errors import ConfigError, Problem
+
+_N = TypeVar("_N", int, float)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -45,18 +48,37 @@ def _flag(text: str) -> bool:
     raise ValueError(f"{text!r} is not true or false")
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value != value or value < 0:  # NaN or negative
-        raise ValueError(f"{text!r} is not a number of seconds (0 or more)")
-    return value
+def _number(
+    name: str, kind: Callable[[str], _N], low: float, high: float, what: str
+) -> Callable[[str], _N]:
+    """A parser of ``kind`` numbers from ``low`` to ``high``, refusing others as not ``what``.
+    ``name`` is the parser's ``__name__``, which argparse quotes: invalid NAME value."""
+
+    def parse(text: str) -> _N:
+        value = kind(text)
+        if not low <= value <= high:  # NaN compares false, so it is refused too
+            raise ValueError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    return parse
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{text!r} is not a port (0-65535)")
-    return value
+_INF = float("inf")
+_seconds = _number("_seconds", float, 0, _INF, "a number of seconds (0 or more)")
+_port = _number("_port", int, 0, 65535, "a port (0-65535)")
+_count = _number("_count", int, 1, _INF, "a count (1 or more)")
+_count0 = _number("_count0", int, 0, _INF, "a count (0 or more)")
+_bytes = _number("_bytes", int, 1, _INF, "a size in bytes (1 or more)")
+_limit = _number("_limit", int, 0, _INF, "a limit (0 for none, or more)")
+# sys.float_info.max, not infinity: an infinite rate is refused.
+_rate = _number("_rate", float, 0, sys.float_info.max, "a rate (0 or more per second)")
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``."""
+    # "parse": the name argparse has always quoted for these options (invalid parse value).
+    return _number("parse", int, low, high, f"a number from {low} to {high}")
 
 
 # What a port option that can be switched off holds when it is off ("off" on the command line,
@@ -76,55 +98,8 @@ def _listener_port(text: str) -> int:
     return OFF if value == 0 else value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{text!r} is not a count (1 or more)")
-    return value
-
-
-def _bytes(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{text!r} is not a size in bytes (1 or more)")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if value != value or value < 0 or value == float("inf"):  # NaN, negative or infinite
-        raise ValueError(f"{text!r} is not a rate (0 or more per second)")
-    return value
-
-
 def _text(text: str) -> str:
     return text
-
-
-def _limit(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is not a limit (0 for none, or more)")
-    return value
-
-
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    """A whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"{text!r} is not a number from {low} to {high}")
-        return value
-
-    return parse
-
-
-def _count0(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is not a count (0 or more)")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -825,35 +800,20 @@ def add_options(parser: argparse.ArgumentParser, groups: Sequence[Group]) -> Non
         for option in group.options:
             if not option.cli:
                 continue
-            where = f"[{option.env}; default {option.describe_default()}]"
+            kind: dict[str, Any]
             if option.many:
-                section.add_argument(
-                    f"--{option.name}",
-                    dest=option.dest,
-                    action="append",
-                    type=option.parse,
-                    default=None,
-                    metavar=option.metavar,
-                    help=f"{option.help} {where}",
-                )
+                kind = {"action": "append", "type": option.parse, "metavar": option.metavar}
             elif option.switch:
-                section.add_argument(
-                    f"--{option.name}",
-                    dest=option.dest,
-                    action="store_true",
-                    default=None,
-                    help=f"{option.help} {where}",
-                )
+                kind = {"action": "store_true"}
             else:
-                section.add_argument(
-                    f"--{option.name}",
-                    dest=option.dest,
-                    type=option.parse,
-                    default=None,
-                    choices=option.choices,
-                    metavar=option.metavar,
-                    help=f"{option.help} {where}",
-                )
+                kind = {"type": option.parse, "choices": option.choices, "metavar": option.metavar}
+            section.add_argument(
+                f"--{option.name}",
+                dest=option.dest,
+                default=None,
+                help=f"{option.help} [{option.env}; default {option.describe_default()}]",
+                **kind,
+            )
 
 
 # -- resolution ---------------------------------------------------------------------------
