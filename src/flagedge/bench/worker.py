@@ -116,7 +116,7 @@ async def _drive_aio(plan: Plan, ready: Callable[[], None], go: Any) -> WorkerRe
 
     async def closed_lane(call: Any) -> None:
         # One coroutine per lane, not one per call: the closed loop is the generator's
-        # hottest path, and every call it saves is CPU the server can use.
+        # hottest path, and CPU the generator saves is CPU the server can use.
         t0 = time.perf_counter_ns()
         if t0 < end_ns:
             await calls(call, t0, closed=True)
