@@ -4,6 +4,8 @@ config file, then the default; and the README's table is the declarations'."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,10 @@ def test_the_readme_lists_every_setting_as_declared() -> None:
     start = text.index("\n", start) + 1
     end = text.index("<!-- end of options table -->")
     assert text[start:end] == config.options_table()
+
+
+def test_python_m_flagedge_config_prints_the_table_the_readme_carries() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flagedge.config"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == config.options_table()

@@ -70,7 +70,7 @@ _JSON_HEADERS: Final = {"Content-Type": JSON}
 
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
-    """What one HTTP request may cost the server (settings: config.py's HTTP group)."""
+    """What one HTTP request may cost the server (settings: config/groups.py's HTTP group)."""
 
     max_body_bytes: int = 1024 * 1024  # larger bodies: 413 before they are read
     body_timeout: float = 10.0  # seconds to receive a whole body (a trickling client: 408)

@@ -1,210 +1,31 @@
-"""Every setting, declared once and resolved in one place.
-
-    Option("port", int, 8013, "gRPC port")      declared in a Group (LOGGING, REDIS, ...)
-        │
-        ├─► add_options(parser, groups)         --port (unset unless given: default None)
-        ▼
-    resolve(args, groups, environ) ─► Settings
-        1. the command line                     --port 9000
-        2. the environment                      FLAGEDGE_PORT=9000
-        3. the config file                      --config FILE (or FLAGEDGE_CONFIG): YAML or
-                                                TOML, keys named like the options
-        4. the default
+"""Every option group: the settings of each command, declared once.
 
 A group shared by several commands (the Redis connection, logging) is one tuple here, so
-every command that takes it takes the same options, help and variables. ``options_table``
-renders the README's table from these declarations (a test keeps the two equal). Commands
-also have arguments that are not settings (a flag key, --json, --wait): those stay with
-the command in cli/.
+every command that takes it takes the same options, help and variables; ``ALL_GROUPS`` is
+their order in the README's table (table.py renders it).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType
-from typing import Any
+from collections.abc import Iterable
 
-from .definitions import DefinitionLimits
-from .errors import ConfigError, Problem
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
-def _flag(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"{text!r} is not true or false")
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value != value or value < 0:  # NaN or negative
-        raise ValueError(f"{text!r} is not a number of seconds (0 or more)")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{text!r} is not a port (0-65535)")
-    return value
-
-
-# What a port option that can be switched off holds when it is off ("off" on the command line,
-# in the environment and in a config file).
-OFF = -1
-
-
-def _listener_port(text: str) -> int:
-    """A port for a listener that can be turned off: 0 or off turns it off (as flagd's
-    option); any binds a free port (what tests and supervised workers on port 0 need)."""
-    word = text.strip().lower()
-    if word == "off":
-        return OFF
-    if word == "any":
-        return 0
-    value = _port(text)
-    return OFF if value == 0 else value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{text!r} is not a count (1 or more)")
-    return value
-
-
-def _bytes(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{text!r} is not a size in bytes (1 or more)")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if value != value or value < 0 or value == float("inf"):  # NaN, negative or infinite
-        raise ValueError(f"{text!r} is not a rate (0 or more per second)")
-    return value
-
-
-def _text(text: str) -> str:
-    return text
-
-
-def _limit(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is not a limit (0 for none, or more)")
-    return value
-
-
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    """A whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"{text!r} is not a number from {low} to {high}")
-        return value
-
-    return parse
-
-
-def _count0(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is not a count (0 or more)")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One setting. ``name`` gives the flag (--name), the variable (FLAGEDGE_NAME, unless
-    ``variable`` says otherwise) and the config-file key (name, or with underscores)."""
-
-    name: str
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None
-    switch: bool = False  # --name alone sets it; the variable and file take true/false
-    cli: bool = True  # False: environment and config file only (secrets stay out of `ps`)
-    variable: str = ""
-    default_text: str = ""  # how the README and --help describe the default
-    many: bool = False  # repeatable (--env a --env b); the variable and file: comma-separated
-
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def env(self) -> str:
-        return self.variable or "FLAGEDGE_" + self.dest.upper()
-
-    def describe_default(self) -> str:
-        if self.default_text:
-            return self.default_text
-        if self.default is None:
-            return "none"
-        if self.switch:
-            return "off" if not self.default else "on"
-        return str(self.default)
-
-    def convert(self, raw: Any, where: str) -> Any:
-        """A value from the environment or a config file, checked and converted."""
-        if self.many:
-            items = raw.split(",") if isinstance(raw, str) else raw
-            if not isinstance(items, list):
-                items = [raw]
-            single = Option(self.name, self.parse, None, self.help, choices=self.choices)
-            return tuple(
-                single.convert(item.strip() if isinstance(item, str) else item, where)
-                for item in items
-                if not (isinstance(item, str) and not item.strip())
-            )
-        try:
-            if isinstance(raw, str):
-                value = _flag(raw) if self.switch else self.parse(raw)
-            elif self.switch and isinstance(raw, bool):
-                value = raw
-            elif isinstance(raw, bool):
-                raise ValueError(
-                    f"{raw!r} is not a value for this option (YAML reads unquoted on/off/yes/no "
-                    "as booleans: quote them)"
-                )
-            elif isinstance(raw, list | dict) or raw is None:
-                raise ValueError(f"{raw!r} is not a value for this option")
-            else:  # a YAML/TOML number: check it as its text would be
-                value = self.parse(str(raw))
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(self.choices)}")
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    title: str
-    used_by: str  # the commands that take this group, for the README's table
-    options: tuple[Option, ...]
-
-
-CONFIG = Option(
-    "config",
+from .options import (
+    Group,
+    Option,
+    _bounded,
+    _bytes,
+    _count,
+    _count0,
+    _limit,
+    _listener_port,
+    _port,
+    _rate,
+    _seconds,
     _text,
-    None,
+)
+
+CONFIG = Option.text(
+    "config",
     "a YAML or TOML file of settings, keyed by option name (below the command line and "
     "the environment, above the defaults)",
     metavar="FILE",
@@ -235,37 +56,29 @@ REDIS = Group(
     "Redis control plane",
     "serve, admin, push, kill, restore, rollout, get, status, audit, stale",
     (
-        Option(
+        Option.text(
             "redis",
-            _text,
-            None,
             "redis://[user:password@]host:port[/db], rediss://..., unix://..., or "
             "redis+sentinel://[user:password@]host:port,.../MASTER; with a password, prefer "
             "FLAGEDGE_REDIS_URL or --redis-url-file to this option, which `ps` shows",
             metavar="URL",
             variable="FLAGEDGE_REDIS_URL",
         ),
-        Option(
+        Option.text(
             "redis-url-file",
-            _text,
-            None,
             "a file whose first line is the Redis URL (a mounted secret); --redis or "
             "FLAGEDGE_REDIS_URL, when given, comes first",
             metavar="FILE",
         ),
-        Option("env", _text, None, "environment: the key prefix flagedge:NAME:", metavar="NAME"),
-        Option(
+        Option.text("env", "environment: the key prefix flagedge:NAME:", metavar="NAME"),
+        Option.text(
             "sentinel",
-            _text,
-            None,
             "Sentinel addresses; --redis then only gives credentials",
             metavar="HOST:PORT,...",
         ),
-        Option("sentinel-master", _text, None, "the Sentinel master name", metavar="NAME"),
-        Option(
+        Option.text("sentinel-master", "the Sentinel master name", metavar="NAME"),
+        Option.text(
             "sentinel-password",
-            _text,
-            None,
             "the sentinels' own password, when it differs from the data nodes'",
             cli=False,
         ),
@@ -276,18 +89,14 @@ EDGE = Group(
     "Edges fed by Redis (serve --redis)",
     "serve",
     (
-        Option(
+        Option.text(
             "lkg-file",
-            _text,
-            None,
             "last-known-good state, served when Redis is unreachable at start",
             metavar="FILE",
             default_text="STATE_DIR/lkg-ENV.json",
         ),
-        Option(
+        Option.text(
             "state-dir",
-            _text,
-            None,
             "where the default last-known-good file lives",
             metavar="DIR",
             default_text="$XDG_STATE_HOME/flagedge or ~/.local/state/flagedge",
@@ -313,10 +122,8 @@ SERVE = Group(
     "Serving",
     "serve",
     (
-        Option(
+        Option.text(
             "flags",
-            _text,
-            None,
             "flag definitions (JSON or YAML), reloaded on change",
             metavar="FILE",
             default_text="the bundled example flags",
@@ -537,40 +344,30 @@ SECURITY = Group(
     "Security",
     "serve, admin (certificate, key, client CA, auth file)",
     (
-        Option(
+        Option.text(
             "server-cert-path",
-            _text,
-            None,
             "TLS certificate chain (PEM) for the gRPC and HTTP listeners; with it, plaintext "
             "connections are refused; re-read when the file changes",
             metavar="FILE",
         ),
-        Option(
+        Option.text(
             "server-key-path",
-            _text,
-            None,
             "the TLS private key (PEM) for --server-cert-path",
             metavar="FILE",
         ),
-        Option(
+        Option.text(
             "client-ca-path",
-            _text,
-            None,
             "mutual TLS: require a client certificate signed by this CA (PEM)",
             metavar="FILE",
         ),
-        Option(
+        Option.text(
             "auth-file",
-            _text,
-            None,
             "client tokens (JSON or YAML: name, sha256, scopes, flags); with it every "
             "evaluation or sync call needs `authorization: Bearer TOKEN`; reloaded on change",
             metavar="FILE",
         ),
-        Option(
+        Option.text(
             "socket-path",
-            _text,
-            None,
             "also serve gRPC on this Unix socket, for sidecars: plaintext, access is the "
             "file's mode (tokens still apply); with --workers, worker 0 serves it",
             metavar="PATH",
@@ -591,10 +388,8 @@ SECURITY = Group(
             "token name may hold per process; more answer RESOURCE_EXHAUSTED; 0: no limit",
             metavar="N",
         ),
-        Option(
+        Option.text(
             "management-host",
-            _text,
-            None,
             "address of the management port (plaintext, for probes), e.g. 127.0.0.1",
             metavar="HOST",
             default_text="--host",
@@ -666,10 +461,8 @@ WRITES = Group(
     "Writes to the control plane",
     "push, kill, restore, rollout",
     (
-        Option(
+        Option.text(
             "actor",
-            _text,
-            None,
             "who the audit stream records (through --admin, the token's identity instead)",
             default_text="$USER@host",
         ),
@@ -719,10 +512,8 @@ ADMIN = Group(
             many=True,
             default_text="none (required)",
         ),
-        Option(
+        Option.text(
             "trusted-user-header",
-            _text,
-            None,
             "a header naming the user, set by an SSO proxy (e.g. X-Forwarded-User); trusted "
             "only from --trusted-proxy addresses. Names in the auth file get its roles, "
             "others viewer",
@@ -758,27 +549,21 @@ ADMIN_CLIENT = Group(
     "Through the admin service",
     "push, kill, restore, rollout, get, status, audit, stale",
     (
-        Option(
+        Option.text(
             "admin",
-            _text,
-            None,
             "the admin service's URL: the command uses its API instead of Redis, so the "
             "machine needs no Redis credentials",
             metavar="URL",
             variable="FLAGEDGE_ADMIN_URL",
         ),
-        Option(
+        Option.text(
             "token",
-            _text,
-            None,
             "the API token for --admin; prefer the variable or --token-file to the option, "
             "which `ps` shows",
             metavar="TOKEN",
         ),
-        Option(
+        Option.text(
             "token-file",
-            _text,
-            None,
             "a file holding the API token for --admin",
             metavar="FILE",
         ),
@@ -805,204 +590,3 @@ def all_options() -> Iterable[Option]:
     yield CONFIG
     for group in ALL_GROUPS:
         yield from group.options
-
-
-# -- the command line -------------------------------------------------------------------------
-
-
-def add_options(parser: argparse.ArgumentParser, groups: Sequence[Group]) -> None:
-    """Add ``--config`` and each group's options to ``parser``. Nothing gets an argparse
-    default: an option not given stays None, so that ``resolve`` can tell."""
-    parser.add_argument(
-        "--config",
-        dest="config",
-        default=None,
-        metavar="FILE",
-        help=f"{CONFIG.help} [{CONFIG.env}]",
-    )
-    for group in groups:
-        section = parser.add_argument_group(group.title)
-        for option in group.options:
-            if not option.cli:
-                continue
-            where = f"[{option.env}; default {option.describe_default()}]"
-            if option.many:
-                section.add_argument(
-                    f"--{option.name}",
-                    dest=option.dest,
-                    action="append",
-                    type=option.parse,
-                    default=None,
-                    metavar=option.metavar,
-                    help=f"{option.help} {where}",
-                )
-            elif option.switch:
-                section.add_argument(
-                    f"--{option.name}",
-                    dest=option.dest,
-                    action="store_true",
-                    default=None,
-                    help=f"{option.help} {where}",
-                )
-            else:
-                section.add_argument(
-                    f"--{option.name}",
-                    dest=option.dest,
-                    type=option.parse,
-                    default=None,
-                    choices=option.choices,
-                    metavar=option.metavar,
-                    help=f"{option.help} {where}",
-                )
-
-
-# -- resolution ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Resolved values by option ``dest``, and where each came from (cli, env, file,
-    default): ``settings["port"]``, ``settings.origin["port"]``."""
-
-    values: Mapping[str, Any]
-    origin: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
-
-
-def _file_key(key: str) -> str:
-    return key.strip().replace("_", "-")
-
-
-def load_config_file(path: Path) -> dict[str, Any]:
-    """A config file's settings, keyed by option name; ConfigError lists every problem."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            loaded: Any = tomllib.loads(data.decode("utf-8"))
-        else:  # YAML, and JSON, which YAML reads
-            import yaml
-
-            loaded = yaml.safe_load(data)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    except Exception as exc:  # yaml.YAMLError, without importing yaml for TOML users
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path}: settings are a mapping of option names")
-    known = {o.name for o in all_options()}
-    values: dict[str, Any] = {}
-    problems = []
-    for key, value in loaded.items():
-        name = _file_key(str(key))
-        if name not in known or name == "config":
-            problems.append(Problem(str(key), "not a flagedge setting"))
-        else:
-            values[name] = value
-    if problems:
-        raise ConfigError(f"config file {path} has unknown settings", problems=problems)
-    return values
-
-
-def resolve(
-    args: argparse.Namespace,
-    groups: Sequence[Group],
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Each option of ``groups``: the command line, else the environment, else the config
-    file, else the default. ConfigError for a value that does not parse."""
-    env = os.environ if environ is None else environ
-    config_path = getattr(args, "config", None) or env.get(CONFIG.env) or None
-    from_file = load_config_file(Path(config_path)) if config_path else {}
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for group in groups:
-        for option in group.options:
-            given = getattr(args, option.dest, None) if option.cli else None
-            if given is not None:
-                values[option.dest] = tuple(given) if option.many else given
-                origin[option.dest] = "cli"
-            elif env.get(option.env, "") != "":
-                values[option.dest] = option.convert(env[option.env], option.env)
-                origin[option.dest] = "env"
-            elif option.name in from_file:
-                where = f"{config_path}: {option.name}"
-                values[option.dest] = option.convert(from_file[option.name], where)
-                origin[option.dest] = "file"
-            else:
-                values[option.dest], origin[option.dest] = option.default, "default"
-    return Settings(MappingProxyType(values), MappingProxyType(origin))
-
-
-# -- settings that combine options ----------------------------------------------------------
-
-_RANK = {"cli": 0, "env": 1, "file": 2, "default": 3}
-
-
-def redis_url(s: Settings) -> str | None:
-    """The Redis URL: --redis (FLAGEDGE_REDIS_URL), or the first line of --redis-url-file
-    (FLAGEDGE_REDIS_URL_FILE), whichever was given at the higher level; both at one level
-    is refused. ConfigError when the file cannot be read or is empty."""
-    url, path = s.get("redis"), s.get("redis_url_file")
-    if not path:
-        return url or None
-    if url:
-        mine, theirs = _RANK[s.origin.get("redis", "default")], _RANK[s.origin["redis_url_file"]]
-        if mine < theirs:
-            return str(url)
-        if mine == theirs:
-            raise ConfigError("give the Redis URL once: --redis or --redis-url-file, not both")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the Redis URL file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"the Redis URL file {path} is not UTF-8 text") from None
-    lines = text.strip().splitlines()
-    if not lines or not lines[0].strip():
-        raise ConfigError(f"the Redis URL file {path} is empty")
-    return lines[0].strip()
-
-
-def definition_limits(s: Settings) -> DefinitionLimits:
-    """The DEFINITION_LIMITS group's values (defaults for the ones a command lacks)."""
-    default = DefinitionLimits()
-    return DefinitionLimits(
-        max_bytes=s.get("max_definitions_bytes", default.max_bytes),
-        max_rule_depth=s.get("max_rule_depth", default.max_rule_depth),
-        max_rule_width=s.get("max_rule_width", default.max_rule_width),
-        max_rule_nodes=s.get("max_rule_nodes", default.max_rule_nodes),
-        max_rule_cost=s.get("max_rule_cost", default.max_rule_cost),
-    )
-
-
-# -- documentation ------------------------------------------------------------------------
-
-
-def options_table() -> str:
-    """The README's table of every setting (Markdown)."""
-    rows = [
-        "| option | variable | default | what |",
-        "|---|---|---|---|",
-        f"| `--config` | `{CONFIG.env}` | none | {CONFIG.help} |",
-    ]
-    for group in ALL_GROUPS:
-        rows.append(f"| **{group.title}** | | | *{group.used_by}* |")
-        for o in group.options:
-            flag = f"`--{o.name}`" if o.cli else "(no flag)"
-            default = o.describe_default()
-            rows.append(f"| {flag} | `{o.env}` | {default} | {o.help} |")
-    return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":  # pragma: no cover - python -m flagedge.config prints the table
-    print(options_table(), end="")
