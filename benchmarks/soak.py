@@ -346,7 +346,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     else writes.kill(admin, FLAG, "off", "soak")
                 )
                 if outcome is not None:
-                    written.append(outcome[1].version)
+                    written.append(outcome.result.version)
                 killed = not killed
 
         loads: list[float] = []
