@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -58,7 +58,18 @@ class FlagRow:
     description: str
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Written out, not dataclasses.asdict: asdict deep-copies each field, which made the
+        # 1,000-row GET /flags five times slower (benchmarks/admin.py: p50 2.9 -> 14 ms).
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "owner": self.owner,
+            "expires": self.expires,
+            "state": self.state,
+            "override": self.override,
+            "typical": self.typical,
+            "description": self.description,
+        }
 
 
 @dataclass(frozen=True, slots=True)
