@@ -55,6 +55,7 @@ from prometheus_client.registry import Collector
 from .engine import BatchResult
 from .model import ErrorCode, ErrorCodeNumber, ReasonCode, Resolution
 from .snapshot import Snapshot, SnapshotHolder
+from .tasks import stop_task
 from .wire import clean_text
 
 # Handler time buckets, in seconds: an evaluation call takes tens of microseconds, a big batch
@@ -318,10 +319,7 @@ class ServerMetrics:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         self.fold()
         self._publish()
 

@@ -40,6 +40,7 @@ from ..logs import event
 from ..serve.config import SecurityConfig, check_files, tls_paths
 from ..serve.security import Security
 from ..store.redis import RedisAdmin, parse_target
+from ..tasks import stop_task
 from .sessions import COOKIE, Caller, Identify, Sessions
 from .state import Environment
 
@@ -308,8 +309,6 @@ async def serve(cfg: AdminConfig, ready: Callable[[str, int], None] | None = Non
         await stop.wait()
     finally:
         service.closing = True
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await stop_task(watcher)
         await runner.cleanup()
         service.close()

@@ -35,6 +35,7 @@ from ..store.file import load_document
 from ..store.redis import RedisPlane
 from ..store.sync import EdgeSync
 from ..store.usage import UsageReporter
+from ..tasks import stop_task
 from .config import RedisSource as RedisSettings
 from .config import ServeConfig
 
@@ -196,10 +197,7 @@ class FileSource:
         return {"compile_seconds": round(self.metrics.compile_seconds, 6)}
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         self._resources.close()
 
 

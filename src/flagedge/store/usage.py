@@ -27,6 +27,7 @@ from ..errors import DefinitionError, Refusal, StoreUnavailable
 from ..lifecycle import Usage, window_days
 from ..logs import event
 from ..snapshot import Snapshot, SnapshotHolder
+from ..tasks import stop_task
 from .plane import USAGE_RETENTION_DAYS, RawState, build_snapshot
 
 log = logging.getLogger("flagedge.usage")
@@ -79,9 +80,7 @@ class UsageReporter:
         """Stop, after a last report (bounded: shutting down never waits long on Redis)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
             with contextlib.suppress(StoreUnavailable, TimeoutError):
                 await asyncio.wait_for(self.report(), 2.0)
 
