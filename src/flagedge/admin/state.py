@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -58,18 +58,13 @@ class FlagRow:
     description: str
 
     def to_json(self) -> dict[str, Any]:
-        # Written out, not dataclasses.asdict: asdict deep-copies each field, which made the
-        # 1,000-row GET /flags five times slower (benchmarks/admin.py: p50 2.9 -> 14 ms).
-        return {
-            "key": self.key,
-            "kind": self.kind,
-            "owner": self.owner,
-            "expires": self.expires,
-            "state": self.state,
-            "override": self.override,
-            "typical": self.typical,
-            "description": self.description,
-        }
+        # A shallow copy of the fields, not dataclasses.asdict: asdict deep-copies each one,
+        # which made the 1,000-row GET /flags five times slower (benchmarks/admin.py: p50
+        # 2.9 -> 14 ms).
+        return {name: getattr(self, name) for name in _ROW_FIELDS}
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(FlagRow))
 
 
 @dataclass(frozen=True, slots=True)
