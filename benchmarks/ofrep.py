@@ -51,7 +51,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.scratch import free_port, push, redis_command, wait_for_redis, with_switch
+
 FLAG = "mixed-targeted-000"
 SWITCH = "switch"
 OFREP_LINE = re.compile(r"OFREP on [^ ]+:(\d+)")
@@ -71,22 +72,10 @@ BASELINE_LINE = re.compile(r"serving HTTP on [^ ]+:(\d+)")
 DELAY_MS = 10  # wrk's per-connection pause in the fixed-rate run
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _document() -> dict[str, Any]:
     from flagedge.bench.workloads import mixed_doc
 
-    doc = mixed_doc(200)
-    doc["flags"][SWITCH] = {
-        "state": "ENABLED",
-        "variants": {"on": True, "off": False},
-        "defaultVariant": "on",
-    }
-    return doc
+    return with_switch(mixed_doc(200), SWITCH)
 
 
 def _context() -> dict[str, Any]:
@@ -178,7 +167,7 @@ def flagedge_server(flags: Path, pin: list[str], *extra: str, redis: str | None 
     command = [
         *pin,
         *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
-        *("--port=0", "--management-port=0", "--sync-port=off", f"--ofrep-port={_free_port()}"),
+        *("--port=0", "--management-port=0", "--sync-port=off", f"--ofrep-port={free_port()}"),
         *("--workers=1", "--log-format=text", "--log-level=info"),
         *extra,
     ]
@@ -190,7 +179,7 @@ def flagedge_server(flags: Path, pin: list[str], *extra: str, redis: str | None 
 
 
 def baseline_server(kind: str, pin: list[str]) -> Any:
-    port = _free_port()
+    port = free_port()
     command = [*pin, sys.executable, "-m", "benchmarks.http_baseline", str(port), kind]
     return _process(command, BASELINE_LINE)
 
@@ -435,35 +424,16 @@ async def _next_refetch(reader: asyncio.StreamReader) -> int:
 
 def sse(streams: int, flips: int) -> dict[str, Any]:
     from flagedge.model import Override, OverrideKind
-    from flagedge.store.plane import ChangeKind, Write
     from flagedge.store.redis import RedisAdmin, parse_target
 
     tmp = Path(tempfile.mkdtemp(prefix="flagedge-ofrep-bench-"))
-    redis_port = _free_port()
-    redis = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "/usr/bin/redis-server",
-            *("--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "no", "--dir", str(tmp)),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    redis_port = free_port()
+    redis = subprocess.Popen(redis_command(redis_port, tmp), stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{redis_port}"
     try:
         admin = RedisAdmin(parse_target(url), "bench")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                admin.version()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        definitions = json.dumps(_document()).encode()
-        assert admin.write(
-            Write(0, ChangeKind.DEFINITIONS, "bench", "push", definitions=definitions)
-        ).ok
+        wait_for_redis(admin)
+        push(admin, _document())
         with flagedge_server(tmp / "unused.json", [], redis=url) as edge:
             samples = asyncio.run(_flip(admin, edge.port, streams, flips, Override, OverrideKind))
         admin.close()
@@ -550,7 +520,7 @@ def instructions(flags: Path, calls: int = 1000) -> dict[str, Any]:
                           *("--workers=1", "--log-format=text", f"--flags={flags}")],
              OFREP_LINE),
         ):  # fmt: skip
-            port = _free_port()
+            port = free_port()
             dump = Path(tmp) / f"{name}.out"
             argv = [part.replace("{port}", str(port)) for part in command]
             grind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}"]

@@ -43,7 +43,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
+from benchmarks.scratch import free_port, push, redis_command, wait_for_redis, with_switch
 from flagedge.bench.load import QUANTILES
 
 FLAG = "switch"
@@ -61,22 +61,10 @@ POLL_INTERVAL = 0.0005  # seconds between the starts of one edge's polls; 0: bac
 SERVING = re.compile(r"serving gRPC on [^ ]+:(\d+), management")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _document() -> dict[str, Any]:
     from flagedge.bench.workloads import mixed_doc
 
-    doc = mixed_doc(200)
-    doc["flags"][FLAG] = {
-        "state": "ENABLED",
-        "variants": {"on": True, "off": False},
-        "defaultVariant": "on",
-    }
-    return doc
+    return with_switch(mixed_doc(200), FLAG)
 
 
 # -- child processes -----------------------------------------------------------------------
@@ -359,38 +347,17 @@ def run(
     poll_interval: float = POLL_INTERVAL,
     client: str = "probe",
 ) -> list[dict[str, Any]]:
-    from flagedge.store.plane import ChangeKind, Write
     from flagedge.store.redis import RedisAdmin, parse_target
 
-    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
     tmp = Path(tempfile.mkdtemp(prefix="flagedge-propagation-"))
-    port = _free_port()
+    port = free_port()
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(
-            subprocess.Popen(
-                [
-                    *(redis_server, "--port", str(port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no", "--dir", str(tmp)),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
+        processes.append(subprocess.Popen(redis_command(port, tmp), stdout=subprocess.DEVNULL))
         url = f"redis://127.0.0.1:{port}"
         admin = RedisAdmin(parse_target(url), "bench")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                admin.version()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        definitions = json.dumps(_document()).encode()
-        assert admin.write(
-            Write(0, ChangeKind.DEFINITIONS, "bench", "push", definitions=definitions)
-        ).ok
+        wait_for_redis(admin)
+        push(admin, _document())
         ports = []
         for i in range(edges):
             edge = subprocess.Popen(

@@ -27,13 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.scratch import free_port
 from flagedge.bench.load import bench_doc
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(port: int, deadline: float) -> None:
@@ -59,7 +54,7 @@ def run_one(
     server_cpus: list[int] | None,
     client_cpus: list[int] | None,
 ) -> list[dict[str, Any]]:
-    port, mport = _free_port(), _free_port()
+    port, mport = free_port(), free_port()
     # The benchmark flag set, which the load generator's default flags name. (Before
     # 2026-11-26 this served the bundled examples, so every Evaluate answered FLAG_NOT_FOUND;
     # the load generator now checks one answer before it starts.)

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.scratch import free_port, redis_command, wait_for_redis, with_switch
 from flagedge.bench.load import Load, Secure, Workload, bench_doc, run_scenario
 
 ENV = "soak"
@@ -76,22 +77,8 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _document() -> dict[str, Any]:
-    doc = bench_doc()
-    doc["flags"][FLAG] = {
-        "state": "ENABLED",
-        "variants": {"on": True, "off": False},
-        "defaultVariant": "on",
-    }
-    return doc
+    return with_switch(bench_doc(), FLAG)
 
 
 class _Process:
@@ -283,30 +270,18 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     from flagedge.store import writes
     from flagedge.store.redis import RedisAdmin, parse_target
 
-    redis_bin = shutil.which("redis-server")
-    if redis_bin is None:
+    if shutil.which("redis-server") is None:
         raise RuntimeError("the soak needs redis-server")
     scratch = Path(tempfile.mkdtemp(prefix="flagedge-soak-"))
     children: list[_Process] = []
     admin = None
     try:
-        port = _free_port()
-        redis = _Process(
-            [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(scratch)]
-        )  # fmt: skip
+        port = free_port()
+        redis = _Process(redis_command(port, scratch))
         children.append(redis)
         url = f"redis://127.0.0.1:{port}"
         admin = RedisAdmin(parse_target(url), ENV)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                admin.version()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_redis(admin, timeout=15)
         writes.push(admin, _document(), "soak")
 
         secure, extra = Secure(), []

@@ -49,7 +49,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.propagation import FLAG, _free_port, _percentile, threading_drain
+from benchmarks.propagation import FLAG, _percentile, threading_drain
+from benchmarks.scratch import free_port, push, redis_command, wait_for_redis, with_switch
 
 SYNC_PORT = re.compile(r'"sync_port":\s*(\d+)')
 METHOD = "/flagd.sync.v1.FlagSyncService/SyncFlags"
@@ -60,13 +61,7 @@ MARK = b'"' + FLAG.encode() + b'":{"state":"ENABLED","defaultVariant":"o'
 def _document(flags: int) -> dict[str, Any]:
     from flagedge.bench.workloads import mixed_doc
 
-    doc = mixed_doc(flags)
-    doc["flags"][FLAG] = {
-        "state": "ENABLED",
-        "variants": {"on": True, "off": False},
-        "defaultVariant": "on",
-    }
-    return doc
+    return with_switch(mixed_doc(flags), FLAG)
 
 
 # -- the streams children ----------------------------------------------------------------------
@@ -396,39 +391,18 @@ def run(
     client: str = "probe",
     workers: int = 1,
 ) -> dict[str, Any]:
-    from flagedge.store.plane import ChangeKind, Write
     from flagedge.store.redis import RedisAdmin, parse_target
 
-    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
     tmp = Path(tempfile.mkdtemp(prefix="flagedge-sync-propagation-"))
-    port = _free_port()
+    port = free_port()
     processes: list[subprocess.Popen[Any]] = []
     try:
-        processes.append(
-            subprocess.Popen(
-                [
-                    *(redis_server, "--port", str(port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no", "--dir", str(tmp)),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
+        processes.append(subprocess.Popen(redis_command(port, tmp), stdout=subprocess.DEVNULL))
         url = f"redis://127.0.0.1:{port}"
         admin = RedisAdmin(parse_target(url), "bench")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                admin.version()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_redis(admin)
         document = _document(flags)
-        definitions = json.dumps(document).encode()
-        assert admin.write(
-            Write(0, ChangeKind.DEFINITIONS, "bench", "push", definitions=definitions)
-        ).ok
+        push(admin, document)
         edge = subprocess.Popen(
             [
                 *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
