@@ -25,7 +25,7 @@ from tests.support.grammar import (
     document,
     fractional,
 )
-from tests.support.reference import infer_type, resolve
+from tests.support.reference import infer_type, resolve, v2_bucketing
 
 NOW = 1_700_000_000
 # More examples for a bug hunt: FLAGEDGE_DIFF_EXAMPLES=5000 pytest tests/test_reference_evaluator.py
@@ -77,39 +77,6 @@ def test_the_reference_gives_each_agreeing_golden_cases_answer(
         )
 
 
-def _fractional_v2(data: dict, *args: Any) -> Any:
-    """flagd 0.15-0.16 bucketing: murmur3 of the bucketing string (test-only)."""
-    import mmh3
-
-    if not args:
-        return None
-    if isinstance(args[0], str):
-        bucket_by, buckets = args[0], args[1:]
-    else:
-        tk = data.get("targetingKey")
-        if not isinstance(tk, str) or not tk:
-            return None
-        bucket_by, buckets = data.get("$flagd", {}).get("flagKey", "") + tk, args
-    total, parsed = 0, []
-    for b in buckets:
-        if not isinstance(b, list) or not 1 <= len(b) <= 2:
-            return None
-        w = b[1] if len(b) == 2 else 1
-        if isinstance(w, bool) or not isinstance(w, int):
-            return None
-        parsed.append((b[0], max(0, w)))
-        total += max(0, w)
-    if total <= 0 or total > 2_147_483_647:
-        return None
-    bucket = (mmh3.hash(bucket_by.encode("utf-8"), signed=False) * total) >> 32
-    acc = 0
-    for variant, w in parsed:
-        acc += w
-        if bucket < acc:
-            return variant
-    return None
-
-
 _V2 = [(s, c, d) for s, c, d in _ALL if c.get("fractional") == "v2"]
 
 
@@ -117,18 +84,11 @@ _V2 = [(s, c, d) for s, c, d in _ALL if c.get("fractional") == "v2"]
     ("stem", "case", "doc"),
     [pytest.param(s, c, d, id=case_id(s, c, i)) for i, (s, c, d) in enumerate(_V2)],
 )
-def test_v2_cases_against_reference_with_v2_bucketing(
-    stem: str, case: dict, doc: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_v2_cases_against_reference_with_v2_bucketing(stem: str, case: dict, doc: dict) -> None:
     """Cross-check v2 cases: the reference evaluator with its fractional swapped for v2."""
-    pytest.importorskip("mmh3")
-    import importlib
-
-    tmod = importlib.import_module("openfeature.contrib.tools.flagd.core.targeting.targeting")
-
-    monkeypatch.setitem(tmod.OPERATORS, "fractional", _fractional_v2)
     expect = case["expect"]
-    got = _resolve(doc, case)
+    with v2_bucketing():
+        got = _resolve(doc, case)
     for field in ("reason", "errorCode", "variant"):
         assert got[field] == expect.get(field), f"{case['name']}: {field} {got[field]!r}"
     assert same_json(got["value"], expect.get("value")), case["name"]

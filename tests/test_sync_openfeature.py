@@ -23,13 +23,9 @@ from tests.support.golden import same_json
 from tests.support.ports import free_port
 from tests.support.processes import Edge
 from tests.support.redis_server import RedisServer
+from tests.support.reference import infer_type
 from tests.support.sync_openfeature_client import InProcessProvider
-from tests.support.sync_reference import (
-    case_now,
-    edge_answer,
-    golden_groups,
-    infer_type,
-)
+from tests.support.sync_reference import case_now, edge_answer, golden_groups
 
 MARKER = "__golden_document__"
 

@@ -19,14 +19,8 @@ from flagedge.server.selector import ALL, parse_selector
 from flagedge.server.sync import MAX_SELECTIONS, Renderings
 from flagedge.snapshot import Snapshot
 from tests.support.golden import same_json
-from tests.support.sync_reference import (
-    case_now,
-    edge_answer,
-    golden_groups,
-    infer_type,
-    reference_answer,
-    v2_bucketing,
-)
+from tests.support.reference import infer_type, v2_bucketing
+from tests.support.sync_reference import case_now, edge_answer, golden_groups, reference_answer
 
 NOW = 1_700_000_000
 

@@ -5,13 +5,20 @@ the tests compare flagedge's answers with:
 
 The targeting key goes in as ``EvaluationContext.targeting_key``, the rest as attributes,
 and a unique sentinel as the code default, so that "no value" is told apart from any value.
+
+``v2_bucketing`` swaps the reference's fractional (v3, CBOR) for flagd 0.15-0.16's v2
+bucketing, so that v2 cases and snapshots can be checked the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib
+from collections.abc import Iterator
 from typing import Any
 
+import mmh3
 from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import (
@@ -62,10 +69,22 @@ def resolve(
     *,
     any_error_is_general: bool,
 ) -> dict[str, Any]:
-    """The reference's answer. An exception outside its four error types is GENERAL when
-    ``any_error_is_general``, and raised otherwise."""
+    """The reference's answer for ``doc``. An exception outside its four error types is
+    GENERAL when ``any_error_is_general``, and raised otherwise."""
     core = FlagdCore()
     core.set_flags(copy.deepcopy(doc))  # FlagdCore mutates what it is given
+    return answer(core, key, ctx, requested, any_error_is_general=any_error_is_general)
+
+
+def answer(
+    core: FlagdCore,
+    key: str,
+    ctx: dict[str, Any],
+    requested: str,
+    *,
+    any_error_is_general: bool = False,
+) -> dict[str, Any]:
+    """The answer of ``core`` (flags already set), as ``resolve``."""
     attrs = copy.deepcopy(ctx)
     tk = attrs.pop("targetingKey", None)
     ec = EvaluationContext(targeting_key=tk, attributes=attrs)
@@ -86,3 +105,47 @@ def resolve(
         "errorCode": None,
         "metadata": dict(details.flag_metadata or {}),
     }
+
+
+def fractional_v2(data: dict, *args: Any) -> Any:
+    """flagd 0.15-0.16's fractional: murmur3 of the bucketing string, implicit key
+    flagKey + targetingKey (docs/flagd-compat.md section 4.4)."""
+    if not args:
+        return None
+    if isinstance(args[0], str):
+        bucket_by, buckets = args[0], args[1:]
+    else:
+        tk = data.get("targetingKey")
+        if not isinstance(tk, str) or not tk:
+            return None
+        bucket_by, buckets = data.get("$flagd", {}).get("flagKey", "") + tk, args
+    total, parsed = 0, []
+    for b in buckets:
+        if not isinstance(b, list) or not 1 <= len(b) <= 2:
+            return None
+        w = b[1] if len(b) == 2 else 1
+        if isinstance(w, bool) or not isinstance(w, int):
+            return None
+        parsed.append((b[0], max(0, w)))
+        total += max(0, w)
+    if total <= 0 or total > 2_147_483_647:
+        return None
+    bucket = (mmh3.hash(bucket_by.encode("utf-8"), signed=False) * total) >> 32
+    acc = 0
+    for variant, w in parsed:
+        acc += w
+        if bucket < acc:
+            return variant
+    return None
+
+
+@contextlib.contextmanager
+def v2_bucketing() -> Iterator[None]:
+    """The reference evaluator with flagd 0.15-0.16's bucketing, for the duration."""
+    module = importlib.import_module("openfeature.contrib.tools.flagd.core.targeting.targeting")
+    saved = module.OPERATORS["fractional"]
+    module.OPERATORS["fractional"] = fractional_v2
+    try:
+        yield
+    finally:
+        module.OPERATORS["fractional"] = saved
