@@ -9,12 +9,9 @@ import http.cookiejar
 import json
 import os
 import re
-import signal
 import ssl
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +21,7 @@ from typing import Any
 
 from flagedge.auth import entry_for
 from tests.support.cli import flagctl
+from tests.support.processes import LoggedProcess
 from tests.support.redis_server import RedisServer
 
 LISTENING = re.compile(r"admin service on (https?)://[^:]+:(\d+)")
@@ -77,73 +75,39 @@ def write_auth_file(path: Path) -> Path:
     return path
 
 
-class AdminProcess:
+class AdminProcess(LoggedProcess):
     """A ``flagedge admin`` child; its log lines are kept."""
 
+    stop_wait = 20.0
+
     def __init__(self, redis_url: str, envs: list[str], auth: Path, *extra: str) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "flagedge",
-            "admin",
-            "--host=127.0.0.1",
-            "--port=0",
-            f"--redis={redis_url}",
-            *(f"--env={e}" for e in envs),
-            f"--auth-file={auth}",
-            "--log-format=text",
-            *extra,
-        ]
-        self.log: list[str] = []
-        self._cond = threading.Condition()
-        self.process = subprocess.Popen(
-            self.args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "flagedge",
+                "admin",
+                "--host=127.0.0.1",
+                "--port=0",
+                f"--redis={redis_url}",
+                *(f"--env={e}" for e in envs),
+                f"--auth-file={auth}",
+                "--log-format=text",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
         )
-        self._pump = threading.Thread(target=self._read, daemon=True)
-        self._pump.start()
         self.port = 0
         self.scheme = "http"
 
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            with self._cond:
-                self.log.append(line)
-                self._cond.notify_all()
-
     def wait_listening(self, timeout: float = 30.0) -> AdminProcess:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.log:
-                    found = LISTENING.search(line)
-                    if found:
-                        self.scheme, self.port = found.group(1), int(found.group(2))
-                        return self
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise AssertionError("the admin service did not start:\n" + "".join(self.log))
-                self._cond.wait(0.1)
+        found = self.wait_log(LISTENING, timeout)
+        self.scheme, self.port = found.group(1), int(found.group(2))
+        return self
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def text(self) -> str:
-        with self._cond:
-            return "".join(self.log)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-        finally:
-            self._pump.join(5)
-            if self.process.stderr is not None:
-                self.process.stderr.close()
 
 
 @dataclass

@@ -33,23 +33,18 @@ SERVING = re.compile(r"serving gRPC on [^ ]+:(\d+), management on [^ ]+:(\d+)")
 SERVING_TEXT = re.compile(r"\[(\d+)\] serving gRPC on [^ ]+:(\d+), management on [^ ]+:(\d+)")
 
 
-class ServeProcess:
-    """``python -m flagedge serve --host=127.0.0.1 ARGS``; a thread keeps every stderr line."""
+class LoggedProcess:
+    """A child process; a thread keeps every line of its stderr (``log``), which the tests
+    wait on. ``stop`` sends SIGTERM and waits ``stop_wait`` seconds before SIGKILL."""
 
-    def __init__(self, *args: str, text: bool = False) -> None:
-        # Text logs for the tests that read the sentences; JSON (the default) for the others.
-        self.args = [
-            *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1", "--sync-port=any"),
-            "--ofrep-port=0",
-            *(["--log-format=text"] if text else []),
-            *args,
-        ]
+    stop_wait = 30.0
+
+    def __init__(self, args: list[str], *, stdout: int | None = None) -> None:
+        self.args = args
         self.log: list[str] = []
-        self.port = self.management_port = 0
-        self.client: Client | None = None
         self._cursor = 0  # where next_line looks from
         self._cond = threading.Condition()
-        self.process = subprocess.Popen(self.args, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(self.args, stderr=subprocess.PIPE, stdout=stdout, text=True)
         self._pump = threading.Thread(target=self._read, daemon=True)
         self._pump.start()
 
@@ -124,6 +119,37 @@ class ServeProcess:
         result: list[dict[str, Any]] = wait_until(f"{count} {name} event(s)", found)
         return result
 
+    def stop(self) -> int:
+        """SIGTERM, and its exit code once it has drained (SIGKILL after ``stop_wait``)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(self.stop_wait)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+        finally:
+            self._pump.join(10)
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+
+
+class ServeProcess(LoggedProcess):
+    """``python -m flagedge serve --host=127.0.0.1 ARGS``."""
+
+    def __init__(self, *args: str, text: bool = False) -> None:
+        # Text logs for the tests that read the sentences; JSON (the default) for the others.
+        super().__init__(
+            [
+                *(sys.executable, "-m", "flagedge", "serve", "--host=127.0.0.1"),
+                *("--sync-port=any", "--ofrep-port=0"),
+                *(["--log-format=text"] if text else []),
+                *args,
+            ]
+        )
+        self.port = self.management_port = 0
+        self.client: Client | None = None
+
     # -- serving ------------------------------------------------------------------------------
 
     def wait_serving(self, workers: int = 1) -> ServeProcess:
@@ -158,17 +184,7 @@ class ServeProcess:
         if self.client is not None:
             self.client.close()
             self.client = None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-        finally:
-            self._pump.join(10)
-            if self.process.stderr is not None:
-                self.process.stderr.close()
+        return super().stop()
 
     def pause(self) -> None:
         self.process.send_signal(signal.SIGSTOP)
