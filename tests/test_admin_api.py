@@ -16,6 +16,7 @@ import pytest
 from flagedge.admin.service import make_app
 from tests.support.admin import NAMES, PERMISSION_DOC, TOKENS, AdminProcess, Http, admin_stack
 from tests.support.redis_server import RedisServer
+from tests.support.tls import certificates
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -457,36 +458,13 @@ def test_the_openapi_file_is_valid_json_with_every_write_documenting_403_and_409
 # -- TLS -------------------------------------------------------------------------------------
 
 
-def _certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl)."""
-    import subprocess
-
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key",
-            "-out", "ca.crt", "-subj", "/CN=flagedge admin test CA")  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", "server.crt",
-            "-extfile", "san.ext")  # fmt: skip
-    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
-
-
 def test_with_a_certificate_the_service_speaks_https_only_and_the_cookie_is_secure(
     tmp_path: Path,
 ) -> None:
-    import shutil
     import urllib.error
     import urllib.request
 
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl binary to make a test certificate with")
-    ca, cert, key = _certificates(tmp_path / "certs")
+    ca, cert, key = certificates(tmp_path / "certs")
     extra = (f"--server-cert-path={cert}", f"--server-key-path={key}")
     with admin_stack(tmp_path, extra=extra) as (_server, admin):
         assert admin.url.startswith("https://")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import ssl
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from flagedge.server.ofrep import etag_matches
 from flagedge.server.web import start_http
 from flagedge.snapshot import SnapshotHolder
 from tests.support.documents import DOCUMENT, build
-from tests.support.http import auth_file, certificates, http_serving, security_for
+from tests.support.http import auth_file, http_serving, security_for
 from tests.support.server import async_test
+from tests.support.tls import certificates
 
 FLAG = "/ofrep/v1/evaluate/flags/"
 BULK = "/ofrep/v1/evaluate/flags"
@@ -336,8 +336,6 @@ class TestCallers:
 
 @async_test
 async def test_with_a_certificate_the_port_speaks_https_only(tmp_path: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl binary to make a test certificate with")
     ca, cert, key = certificates(tmp_path / "certs")
     security = Security(SecurityConfig(server_cert_path=str(cert), server_key_path=str(key)))
     running = await start_http(

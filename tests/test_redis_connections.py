@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from tests.support.cli import flagctl
 from tests.support.documents import document
 from tests.support.processes import Edge, edges
 from tests.support.redis_server import RedisExited, RedisServer, Tls
+from tests.support.tls import certificates
 from tests.support.wait import wait_until
 
 ENV = "conn"
@@ -50,38 +49,10 @@ def _round_trip(url: str, tmp_path: Path, *edge_args: str) -> None:
 # -- TLS ------------------------------------------------------------------------------------
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1 / localhost signed by it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-        *("-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=flagedge test CA"),
-        cwd=directory,
-    )
-    _openssl(
-        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key"),
-        *("-out", "server.csr", "-subj", "/CN=127.0.0.1"),
-        cwd=directory,
-    )
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
-        *("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key"),
-        *("-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "san.ext"),
-        cwd=directory,
-    )
-    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
-
-
 @contextlib.contextmanager
 def tls_redis(directory: Path) -> Iterator[tuple[int, Path]]:
     """A redis-server that speaks only TLS (no client certificates asked): (port, CA file)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl binary to make a test certificate with")
-    ca, cert, key = _certificates(directory / "certs")
+    ca, cert, key = certificates(directory / "certs")
     server = RedisServer(directory, tls=Tls(ca=ca, cert=cert, key=key))
     try:
         server.start()

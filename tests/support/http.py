@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,29 +138,3 @@ def auth_file(tmp: Path) -> Tokens:
 
 def security_for(tokens: Tokens) -> Security:
     return Security(SecurityConfig(auth_file=str(tokens.path)))
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA, and a server certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-        *("-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=flagedge test CA"),
-        cwd=directory,
-    )
-    _openssl(
-        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key"),
-        *("-out", "server.csr", "-subj", "/CN=127.0.0.1"),
-        cwd=directory,
-    )
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
-        *("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key"),
-        *("-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "san.ext"),
-        cwd=directory,
-    )
-    return directory / "ca.crt", directory / "server.crt", directory / "server.key"

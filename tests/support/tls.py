@@ -115,6 +115,14 @@ class Authority:
         return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key), serial)
 
 
+def certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost signed by it,
+    written to ``directory``: (ca.crt, server.crt, server.key)."""
+    ca = Authority()
+    cert, key = ca.issue("127.0.0.1").write(directory, "server")
+    return ca.write(directory / "ca.crt"), cert, key
+
+
 def serial_of(der: bytes) -> int:
     """The serial number of a DER certificate (what ``SSLSocket.getpeercert(True)`` gives)."""
     return x509.load_der_x509_certificate(der).serial_number
