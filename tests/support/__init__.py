@@ -14,5 +14,6 @@ cases, and hypothesis strategies. Imported as ``tests.support.<module>``.
     hostile.py        hostile text, junk documents, and the checks they must pass
 
 Scripts run as child processes, by path: openfeature_client.py (an OpenFeature client of
-one server) and redis_openfeature_client.py (of one Redis-fed edge).
+one server; the others import its ``connect`` and ``details``), redis_openfeature_client.py
+(of one Redis-fed edge) and openfeature_secure_client.py (over TLS with a token).
 """

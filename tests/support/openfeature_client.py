@@ -7,6 +7,9 @@ one process cannot load two definitions of the same protobuf package.
 Protocol on stdout, one JSON object a line: the evaluation results (with the keys of the
 configuration_change that follows provider_ready); then, after the next configuration_change
 event, the changed keys and a fresh evaluation of static-bool.
+
+The other client scripts beside it (run by path, so this directory is on their sys.path)
+import ``details`` and ``connect`` from here.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ def details(d: Any) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    port = int(sys.argv[1])
+def connect(port: int) -> tuple[Any, list[str], queue.Queue[list[str]]]:
+    """The SDK's client once the RPC provider on ``port`` is ready; the keys of the flush
+    that follows provider_ready (flagedge names every flag as changed right after it, as a
+    reconnect flush); and the queue of every later change's keys."""
     changes: queue.Queue[list[str]] = queue.Queue()
 
     def on_change(event: EventDetails) -> None:
@@ -43,9 +48,12 @@ def main() -> None:
     api.set_provider_and_wait(
         FlagdProvider(host="127.0.0.1", port=port, resolver_type=ResolverType.RPC, deadline_ms=5000)
     )
-    # flagedge names every flag as changed right after provider_ready (a reconnect flush).
     flushed = changes.get(timeout=60)
-    client = api.get_client()
+    return api.get_client(), flushed, changes
+
+
+def main() -> None:
+    client, flushed, changes = connect(int(sys.argv[1]))
     blue = EvaluationContext(targeting_key="u1", attributes={"email": "me@example.com"})
     results = {
         "boolean": details(client.get_boolean_details("static-bool", False)),

@@ -13,21 +13,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import grpc
 from openfeature import api
 from openfeature.contrib.provider.flagd import FlagdProvider
 from openfeature.contrib.provider.flagd.config import ResolverType
-
-
-def details(d: Any) -> dict[str, Any]:
-    return {
-        "value": d.value,
-        "variant": d.variant,
-        "reason": str(d.reason.value if hasattr(d.reason, "value") else d.reason),
-        "error": None if d.error_code is None else str(d.error_code.value),
-    }
+from openfeature_client import details
 
 
 def main() -> None:

@@ -10,29 +10,15 @@ and fresh details.
 from __future__ import annotations
 
 import json
-import queue
 import sys
 
 from openfeature import api
-from openfeature.contrib.provider.flagd import FlagdProvider
-from openfeature.contrib.provider.flagd.config import ResolverType
-from openfeature.event import EventDetails, ProviderEvent
+from openfeature_client import connect
 
 
 def main() -> None:
     port, flag = int(sys.argv[1]), sys.argv[2]
-    changes: queue.Queue[list[str]] = queue.Queue()
-
-    def on_change(event: EventDetails) -> None:
-        changes.put(list(event.flags_changed or []))
-
-    api.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, on_change)
-    api.set_provider_and_wait(
-        FlagdProvider(host="127.0.0.1", port=port, resolver_type=ResolverType.RPC, deadline_ms=5000)
-    )
-    # flagedge names every flag as changed right after provider_ready (a reconnect flush).
-    flushed = changes.get(timeout=60)
-    client = api.get_client()
+    client, flushed, changes = connect(port)
 
     def details() -> dict[str, object]:
         d = client.get_boolean_details(flag, True)
